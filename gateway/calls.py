@@ -1,0 +1,145 @@
+"""What one FMZ call carries through the handlers, and the policies that wrap ccxt calls.
+
+`Call` bundles the parsed envelope, the venue, the credentials and the trading state, and
+resolves symbols. `read()` is the one place where reads are retried (network and rate-limit
+errors only, bounded, with backoff) and where identical concurrent public reads are coalesced
+into one upstream request. Orders never go through `read()`: a duplicate order loses money.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import ccxt.async_support as ccxt
+
+from gateway.credentials import Credentials
+from gateway.errors import RETRYABLE_READ_ERRORS, BadRequest, not_supported
+from gateway.protocol import Envelope, str_param
+from gateway.settings import ClientSettings
+from gateway.state import TradingState
+from gateway.symbols import FmzSymbol, MarketIndex, SymbolRange, parse_symbol
+from gateway.venues import Venue
+
+log = logging.getLogger("gateway.calls")
+
+
+class SingleFlight:
+    """Concurrent calls with the same key share one running coroutine and its outcome."""
+
+    def __init__(self) -> None:
+        self._running: dict[tuple, asyncio.Future] = {}
+
+    async def run(self, key: tuple, factory: Callable[[], Awaitable[Any]]) -> Any:
+        running = self._running.get(key)
+        if running is not None:
+            return await asyncio.shield(running)
+        future = asyncio.ensure_future(factory())
+        self._running[key] = future
+        future.add_done_callback(lambda _: self._running.pop(key, None))
+        return await asyncio.shield(future)
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+
+@dataclass
+class Call:
+    envelope: Envelope
+    venue: Venue
+    credentials: Credentials
+    state: TradingState | None
+    exchange: Any
+    index: MarketIndex
+    settings: ClientSettings
+    single_flight: SingleFlight | None = None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.envelope.params
+
+    @property
+    def exchange_id(self) -> str:
+        return self.exchange.id
+
+    @property
+    def default_contract(self) -> str | None:
+        if self.state is not None and self.state.contract_type:
+            return self.state.contract_type
+        default_type = self.venue.options.get("defaultType")
+        return "swap" if default_type == "swap" else None
+
+    def require(self, ccxt_method: str, fmz_function: str) -> None:
+        """NotSupported naming the FMZ function when the exchange lacks the ccxt method."""
+        if not self.exchange.has.get(ccxt_method):
+            raise not_supported(fmz_function, self.exchange_id)
+
+    def has(self, ccxt_method: str) -> bool:
+        return bool(self.exchange.has.get(ccxt_method))
+
+    def symbol_param(self, required: bool = True) -> FmzSymbol | SymbolRange | None:
+        text = self.params.get("symbol")
+        if text is None or text == "":
+            if required:
+                raise BadRequest("param 'symbol' is required")
+            return None
+        return parse_symbol(text, self.default_contract)
+
+    def market(self, required: bool = True) -> tuple[dict, str] | None:
+        """(ccxt market, FMZ symbol) for `params.symbol`; ranges are refused here."""
+        symbol = self.symbol_param(required)
+        if symbol is None:
+            return None
+        if isinstance(symbol, SymbolRange):
+            raise BadRequest(f"symbol {symbol} is a range; this function needs one instrument such as BTC_USDT")
+        return self.market_of(symbol)
+
+    def market_of(self, symbol: FmzSymbol) -> tuple[dict, str]:
+        try:
+            market = self.index.resolve(symbol)
+        except BadRequest:
+            if symbol.contract is not None or not self._spotless():
+                raise
+            market = self.index.resolve(FmzSymbol(symbol.base, symbol.quote, "swap"))
+        return market, self.index.fmz_symbol(market)
+
+    def _spotless(self) -> bool:
+        return not any(m.get("spot") for m in self.index.markets.values())
+
+    def order_id_and_market(self) -> tuple[str, dict, str]:
+        """Split `"<FMZ symbol>,<exchange id>"`, or take a bare id with `params.symbol`."""
+        raw_id = str_param(self.params, "id")
+        fmz_part, comma, exchange_order_id = raw_id.partition(",")
+        if comma and exchange_order_id:
+            symbol = parse_symbol(fmz_part, self.default_contract)
+            if isinstance(symbol, SymbolRange):
+                raise BadRequest(f"order id {raw_id[:64]!r}: expected '<symbol>,<order id>'")
+            market, fmz_symbol = self.market_of(symbol)
+            return exchange_order_id, market, fmz_symbol
+        resolved = self.market(required=False)
+        if resolved is None:
+            raise BadRequest(f"order id {raw_id[:64]!r} has no symbol: send '<symbol>,<order id>' or params.symbol")
+        return raw_id, *resolved
+
+    async def read(self, key: tuple | None, factory: Callable[[], Awaitable[Any]]) -> Any:
+        """A ccxt read with bounded retries; `key` set = coalesce identical concurrent reads."""
+        if key is not None and self.single_flight is not None:
+            return await self.single_flight.run((self.venue.route, *key), lambda: _with_retries(factory, self.settings))
+        return await _with_retries(factory, self.settings)
+
+
+async def _with_retries(factory: Callable[[], Awaitable[Any]], settings: ClientSettings) -> Any:
+    delay = settings.retry_backoff
+    for attempt in range(settings.read_retries + 1):
+        try:
+            return await factory()
+        except RETRYABLE_READ_ERRORS as exc:
+            if attempt >= settings.read_retries or isinstance(exc, ccxt.ExchangeClosedByUser):
+                raise
+            log.info("retrying read after %s (attempt %d)", type(exc).__name__, attempt + 1)
+            await asyncio.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")

@@ -1,0 +1,145 @@
+"""Derivatives FMZ methods: positions, margin level, funding rates and the older `io` form."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway import convert
+from gateway.calls import Call
+from gateway.errors import BadRequest
+from gateway.protocol import int_param
+from gateway.symbols import RELATIVE_CONTRACTS, FmzSymbol, SymbolRange
+
+DEFAULT_FUNDING_INTERVAL_MS = 8 * 3600_000
+MAX_LEVERAGE = 1000
+DIRECTIONS = ("buy", "sell", "closebuy", "closesell")
+
+
+async def positions(call: Call) -> tuple[Any, Any]:
+    call.require("fetchPositions", "GetPositions")
+    selector = call.symbol_param(required=False)
+    if isinstance(selector, SymbolRange):
+        params = {"type": selector.kind, "subType": "inverse" if selector.currency == "USD" else "linear"}
+        result = await call.read(None, lambda: call.exchange.fetch_positions(None, params))
+        result = [p for p in result if selector.matches(call.index.markets.get(p.get("symbol"), {}))]
+    elif selector is None:
+        result = await call.read(None, lambda: call.exchange.fetch_positions())
+    else:
+        symbol = _contract_market(call, selector)["symbol"]
+        result = await call.read(None, lambda: call.exchange.fetch_positions([symbol]))
+        result = [p for p in result if p.get("symbol") == symbol]
+    open_positions = [p for p in result if convert.num(p.get("contracts"))]
+    data = []
+    for position in open_positions:
+        market = call.index.markets.get(position.get("symbol") or "", {})
+        fmz_symbol = call.index.fmz_symbol(market) if market else call.index.fmz_symbol_for(position.get("symbol"))
+        contract_type = call.index.contract_type(market) if market else "swap"
+        data.append(convert.to_fmz_position(position, fmz_symbol, contract_type))
+    return data, [p.get("info") for p in open_positions]
+
+
+def _contract_market(call: Call, symbol: FmzSymbol) -> dict:
+    market, fmz_symbol = call.market_of(symbol)
+    if not market.get("contract"):
+        raise BadRequest(f"{fmz_symbol} is spot; positions, leverage and funding need a contract such as BTC_USDT.swap")
+    return market
+
+
+async def set_margin_level(call: Call) -> tuple[Any, Any]:
+    call.require("setLeverage", "SetMarginLevel")
+    name = "marginLevel" if "marginLevel" in call.params else "level" if "level" in call.params else "leverage"
+    level = int_param(call.params, name, required=True)
+    if not 1 <= level <= MAX_LEVERAGE:
+        raise BadRequest(f"param '{name}' must be 1..{MAX_LEVERAGE}, got {level}")
+    symbol = call.symbol_param(required=True)
+    if isinstance(symbol, SymbolRange):
+        raise BadRequest("SetMarginLevel needs one contract, not a range")
+    market = _contract_market(call, symbol)
+    result = await call.exchange.set_leverage(level, market["symbol"])
+    if call.state is not None:
+        call.state.applied_leverage[market["symbol"]] = level
+    return True, result if isinstance(result, dict | list) else None
+
+
+async def fundings(call: Call) -> tuple[Any, Any]:
+    selector = call.symbol_param(required=False)
+    if isinstance(selector, FmzSymbol):
+        market = _contract_market(call, selector)
+        if call.has("fetchFundingRate"):
+            rate = await call.read(
+                ("funding", market["symbol"]), lambda: call.exchange.fetch_funding_rate(market["symbol"])
+            )
+            rates = [rate]
+        else:
+            rates = list((await _all_rates(call, [market["symbol"]])).values())
+    else:
+        symbols = [m["symbol"] for m in call.index.select(selector)] if selector else None
+        if symbols == []:
+            return [], []
+        rates = list((await _all_rates(call, symbols)).values())
+    data = []
+    for rate in rates:
+        market = call.index.markets.get(rate.get("symbol") or "", {})
+        fmz_symbol = call.index.fmz_symbol(market) if market else call.index.fmz_symbol_for(rate.get("symbol"))
+        data.append(convert.to_fmz_funding(rate, fmz_symbol, funding_interval_ms(call, rate)))
+    return data, [r.get("info") for r in rates]
+
+
+async def _all_rates(call: Call, symbols: list[str] | None) -> dict:
+    call.require("fetchFundingRates", "GetFundings")
+    key = ("fundings", tuple(symbols) if symbols else None)
+    result = await call.read(key, lambda: call.exchange.fetch_funding_rates(symbols))
+    if symbols:
+        wanted = set(symbols)
+        result = {k: v for k, v in result.items() if k in wanted}
+    return result
+
+
+def funding_interval_ms(call: Call, rate: dict) -> int:
+    interval = rate.get("interval")
+    if isinstance(interval, str) and interval:
+        try:
+            return int(call.exchange.parse_timeframe(interval)) * 1000
+        except Exception:  # an interval ccxt cannot parse: FMZ's default below
+            pass
+    return DEFAULT_FUNDING_INTERVAL_MS
+
+
+async def io(call: Call) -> tuple[Any, Any]:
+    """The older docker's `io` form: 0 SetMarginLevel, 1 SetDirection, 2 SetContractType, 3 GetPosition."""
+    source = call.params if "code" in call.params else call.envelope.extra
+    code = int_param(source, "code", required=True)
+    args = source.get("args") or []
+    if not isinstance(args, list):
+        raise BadRequest("io: 'args' must be a list")
+    state = call.state
+    if state is None:
+        raise BadRequest("io calls need an access_key: the contract and direction are kept per key")
+    if code == 0:
+        level = int_param({"level": args[0] if args else None}, "level", required=True)
+        if not 1 <= level <= MAX_LEVERAGE:
+            raise BadRequest(f"io SetMarginLevel: level must be 1..{MAX_LEVERAGE}, got {level}")
+        state.margin_level = level
+        state.applied_leverage.clear()
+        if call.params.get("symbol"):
+            call.params["marginLevel"] = level
+            return await set_margin_level(call)
+        return True, None
+    if code == 1:
+        direction = str(args[0]).lower() if args else ""
+        if direction not in DIRECTIONS:
+            raise BadRequest(f"io SetDirection: expected one of {', '.join(DIRECTIONS)}, got {direction[:20]!r}")
+        state.direction = direction
+        return True, None
+    if code == 2:
+        contract = str(args[0]).strip() if args else ""
+        if not contract or len(contract) > 64 or any(c in contract for c in " ,/"):
+            raise BadRequest("io SetContractType: expected swap, this_week, ..., quarter or an exchange code")
+        lowered = contract.lower()
+        state.contract_type = (
+            None if lowered == "spot" else lowered if lowered in (*RELATIVE_CONTRACTS, "swap") else contract
+        )
+        return True, None
+    if code == 3:
+        return await positions(call)
+    raise BadRequest(f"io: unknown code {code} (0 SetMarginLevel, 1 SetDirection, 2 SetContractType, 3 GetPosition)")

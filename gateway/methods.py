@@ -1,0 +1,378 @@
+"""Spot FMZ methods: one small async handler each, mapping to one ccxt unified call.
+
+Each handler takes a `Call` and returns `(data, raw)`: `data` in FMZ's shape (convert.py),
+`raw` the exchange's own reply as ccxt keeps it in `info`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import ccxt.async_support as ccxt
+
+from gateway import convert
+from gateway.calls import Call
+from gateway.errors import BadRequest, GatewayError, not_supported
+from gateway.protocol import decimal_param, int_param
+from gateway.symbols import SymbolRange
+
+# Depths an exchange accepts, where it accepts only some (ask for the next size up, truncate).
+DEPTH_SIZES = {
+    ("binance", "spot"): (5, 10, 20, 50, 100, 500, 1000, 5000),
+    ("binance", "contract"): (5, 10, 20, 50, 100, 500, 1000),
+    ("binanceus", "spot"): (5, 10, 20, 50, 100, 500, 1000, 5000),
+    ("binanceusdm", "contract"): (5, 10, 20, 50, 100, 500, 1000),
+    ("binancecoinm", "contract"): (5, 10, 20, 50, 100, 500, 1000),
+}
+DEFAULT_OHLCV_LIMIT = 100
+FALLBACK_OHLCV_MAX = 500
+MAX_RECORDS_LIMIT = 10_000
+
+
+async def ticker(call: Call) -> tuple[Any, Any]:
+    market, fmz_symbol = call.market()
+    call.require("fetchTicker", "GetTicker")
+    result = await call.read(("ticker", market["symbol"]), lambda: call.exchange.fetch_ticker(market["symbol"]))
+    return convert.to_fmz_ticker(result, fmz_symbol), result.get("info")
+
+
+async def depth(call: Call) -> tuple[Any, Any]:
+    market, _ = call.market()
+    call.require("fetchOrderBook", "GetDepth")
+    limit = int_param(call.params, "limit")
+    if limit is not None and limit < 0:
+        raise BadRequest("param 'limit' must be positive")
+    limit = limit or None
+    fetch_limit = depth_fetch_limit(call.exchange.id, market, limit)
+    book = await call.read(("depth", market["symbol"], fetch_limit), lambda: _order_book(call, market, fetch_limit))
+    return convert.to_fmz_depth(book, limit), _book_raw(book)
+
+
+async def _order_book(call: Call, market: dict, limit: int | None) -> dict:
+    try:
+        return await call.exchange.fetch_order_book(market["symbol"], limit)
+    except (ccxt.BadRequest, ccxt.ExchangeError) as exc:
+        if limit is None or isinstance(exc, ccxt.AuthenticationError | ccxt.BadSymbol | ccxt.NotSupported):
+            raise
+        # The exchange refused this size: its default depth is always accepted; we truncate.
+        return await call.exchange.fetch_order_book(market["symbol"])
+
+
+def depth_fetch_limit(exchange_id: str, market: dict, limit: int | None) -> int | None:
+    if limit is None:
+        return None
+    sizes = DEPTH_SIZES.get((exchange_id, "spot" if market.get("spot") else "contract"))
+    if not sizes:
+        return limit
+    return next((size for size in sizes if size >= limit), sizes[-1])
+
+
+def _book_raw(book: dict) -> Any:
+    return {"asks": book.get("asks"), "bids": book.get("bids"), "timestamp": book.get("timestamp")}
+
+
+async def trades(call: Call) -> tuple[Any, Any]:
+    market, _ = call.market()
+    call.require("fetchTrades", "GetTrades")
+    limit = int_param(call.params, "limit") or None
+    result = await call.read(
+        ("trades", market["symbol"], limit), lambda: call.exchange.fetch_trades(market["symbol"], None, limit)
+    )
+    return convert.to_fmz_trades(result), [t.get("info") for t in result]
+
+
+async def records(call: Call) -> tuple[Any, Any]:
+    market, _ = call.market()
+    call.require("fetchOHLCV", "GetRecords")
+    period_minutes = decimal_param(call.params, "period", required=False, default=Decimal(60))
+    if period_minutes <= 0 or period_minutes * 60 != int(period_minutes * 60):
+        raise BadRequest(f"param 'period' must be a positive number of minutes, got {period_minutes}")
+    period_s = int(period_minutes * 60)
+    limit = int_param(call.params, "limit") or None
+    if limit is not None and not 0 < limit <= MAX_RECORDS_LIMIT:
+        raise BadRequest(f"param 'limit' must be 1..{MAX_RECORDS_LIMIT}")
+    timeframes = timeframe_seconds(call.exchange)
+    exact = timeframes.get(period_s)
+    symbol = market["symbol"]
+    if exact is not None:
+        rows = await call.read(
+            ("records", symbol, exact, limit), lambda: call.exchange.fetch_ohlcv(symbol, exact, None, limit)
+        )
+        return convert.to_fmz_records(rows), rows
+    smaller = [s for s in timeframes if s < period_s and period_s % s == 0]
+    if not smaller:
+        raise GatewayError(
+            f"{call.exchange.id} has no candle period that builds {period_minutes} minute bars", "NotSupported"
+        )
+    base_s = max(smaller)
+    ratio = period_s // base_s
+    wanted = (limit or DEFAULT_OHLCV_LIMIT) * ratio + ratio
+    fetch_count = min(wanted, ohlcv_max_limit(call.exchange, market))
+    since = (int(time.time()) // period_s * period_s - (fetch_count // ratio - 1) * period_s) * 1000
+    source = await call.read(
+        ("records", symbol, timeframes[base_s], since, fetch_count),
+        lambda: call.exchange.fetch_ohlcv(symbol, timeframes[base_s], since, fetch_count),
+    )
+    bars = convert.aggregate_ohlcv(source, period_s * 1000)
+    if limit:
+        bars = bars[-limit:]
+    return convert.to_fmz_records(bars), source
+
+
+def timeframe_seconds(exchange: Any) -> dict[int, str]:
+    """{seconds: ccxt timeframe} for the exchange, computed once per exchange class."""
+    cls = type(exchange)
+    cached = cls.__dict__.get("_gateway_timeframes")
+    if cached is None:
+        cached = {}
+        for timeframe in exchange.timeframes or {}:
+            try:
+                cached.setdefault(int(exchange.parse_timeframe(timeframe)), timeframe)
+            except Exception:  # a timeframe ccxt itself cannot parse is simply not offered
+                continue
+        cls._gateway_timeframes = cached
+    return cached
+
+
+def ohlcv_max_limit(exchange: Any, market: dict) -> int:
+    """The most candles one request returns, from ccxt's `features` where it states it."""
+    features = getattr(exchange, "features", None) or {}
+    kind = market.get("type") or "spot"
+    section = features.get(kind) or {}
+    if kind in ("swap", "future") and isinstance(section, dict):
+        section = section.get("inverse" if market.get("inverse") else "linear") or section
+    ohlcv = section.get("fetchOHLCV") if isinstance(section, dict) else None
+    limit = ohlcv.get("limit") if isinstance(ohlcv, dict) else None
+    return int(limit) if isinstance(limit, int | float) and limit > 0 else FALLBACK_OHLCV_MAX
+
+
+async def markets(call: Call) -> tuple[Any, Any]:
+    selector = call.symbol_param(required=False)
+    if selector is None:
+        wanted = _default_market_kind(call)
+        chosen = [m for m in call.index.markets.values() if (m.get("type") or "spot") == wanted]
+        if not chosen:
+            chosen = list(call.index.markets.values())
+    elif isinstance(selector, SymbolRange):
+        chosen = call.index.select(selector)
+    else:
+        chosen = [call.market_of(selector)[0]]
+    mode = call.exchange.precisionMode
+    data = {}
+    for market in chosen:
+        fmz_symbol = call.index.fmz_symbol(market)
+        data[fmz_symbol] = convert.to_fmz_market(market, fmz_symbol, mode)
+    return data, None
+
+
+def _default_market_kind(call: Call) -> str:
+    contract = call.default_contract
+    if contract is None:
+        return "spot"
+    return "swap" if contract == "swap" else "future"
+
+
+async def tickers(call: Call) -> tuple[Any, Any]:
+    call.require("fetchTickers", "GetTickers")
+    selector = call.symbol_param(required=False)
+    symbols: list[str] | None
+    if selector is None:
+        symbols = None
+    elif isinstance(selector, SymbolRange):
+        symbols = [m["symbol"] for m in call.index.select(selector)]
+        if not symbols:
+            return [], []
+    else:
+        symbols = [call.market_of(selector)[0]["symbol"]]
+    key = ("tickers", tuple(symbols) if symbols else None)
+    result = await call.read(key, lambda: call.exchange.fetch_tickers(symbols))
+    wanted = set(symbols) if symbols else None
+    data, raw = [], []
+    for ccxt_symbol, item in result.items():
+        if wanted is not None and ccxt_symbol not in wanted:
+            continue
+        data.append(convert.to_fmz_ticker(item, call.index.fmz_symbol_for(ccxt_symbol)))
+        raw.append(item.get("info"))
+    return data, raw
+
+
+async def accounts(call: Call) -> tuple[Any, Any]:
+    call.require("fetchBalance", "GetAccount")
+    balance = await call.read(None, lambda: call.exchange.fetch_balance(_balance_params(call)))
+    return convert.to_fmz_balances(balance), balance.get("info")
+
+
+async def assets(call: Call) -> tuple[Any, Any]:
+    call.require("fetchBalance", "GetAssets")
+    balance = await call.read(None, lambda: call.exchange.fetch_balance(_balance_params(call)))
+    return convert.to_fmz_balances(balance, include_zero=False), balance.get("info")
+
+
+def _balance_params(call: Call) -> dict:
+    contract = call.default_contract
+    if contract is None:
+        return {}
+    return {"type": "swap" if contract == "swap" else "future"}
+
+
+async def orders(call: Call) -> tuple[Any, Any]:
+    call.require("fetchOpenOrders", "GetOrders")
+    selector = call.symbol_param(required=False)
+    if isinstance(selector, SymbolRange):
+        result = await call.read(
+            None, lambda: call.exchange.fetch_open_orders(None, None, None, _range_params(selector))
+        )
+        result = [o for o in result if selector.matches(call.index.markets.get(o.get("symbol"), {}))]
+    elif selector is None:
+        result = await call.read(None, lambda: call.exchange.fetch_open_orders())
+    else:
+        market, _ = call.market_of(selector)
+        result = await call.read(None, lambda: call.exchange.fetch_open_orders(market["symbol"]))
+    return [to_fmz_order(call, o) for o in result], [o.get("info") for o in result]
+
+
+def _range_params(selector: SymbolRange) -> dict:
+    return {"type": selector.kind, "subType": "inverse" if selector.currency == "USD" else "linear"}
+
+
+def to_fmz_order(call: Call, order: dict) -> dict:
+    market = call.index.markets.get(order.get("symbol") or "")
+    fmz_symbol = call.index.fmz_symbol(market) if market else call.index.fmz_symbol_for(order.get("symbol"))
+    contract_type = call.index.contract_type(market) if market else None
+    return convert.to_fmz_order(order, fmz_symbol, contract_type)
+
+
+async def order(call: Call) -> tuple[Any, Any]:
+    order_id, market, _ = call.order_id_and_market()
+    symbol = market["symbol"]
+    if call.has("fetchOrder"):
+        result = await call.read(None, lambda: call.exchange.fetch_order(order_id, symbol))
+    else:
+        result = await _find_order(call, order_id, symbol)
+    return to_fmz_order(call, result), result.get("info")
+
+
+async def _find_order(call: Call, order_id: str, symbol: str) -> dict:
+    """Where fetchOrder is missing: fetchOpenOrder/fetchClosedOrder, then the order lists."""
+    for single in ("fetchOpenOrder", "fetchClosedOrder"):
+        if call.has(single):
+            try:
+                method = getattr(
+                    call.exchange, "fetch_open_order" if single == "fetchOpenOrder" else "fetch_closed_order"
+                )
+                return await call.read(None, lambda m=method: m(order_id, symbol))
+            except ccxt.OrderNotFound:
+                continue
+    for listing in ("fetchOpenOrders", "fetchClosedOrders", "fetchCanceledOrders", "fetchOrders"):
+        if call.has(listing):
+            method = getattr(call.exchange, _snake(listing))
+            found = await call.read(None, lambda m=method: m(symbol))
+            for item in found:
+                if str(item.get("id")) == order_id:
+                    return item
+    if not any(call.has(m) for m in ("fetchOpenOrders", "fetchClosedOrders", "fetchOrders")):
+        raise not_supported("GetOrder", call.exchange_id)
+    raise ccxt.OrderNotFound(f"{call.exchange_id} order {order_id} not found among open and closed orders")
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+
+
+async def history_orders(call: Call) -> tuple[Any, Any]:
+    selector = call.symbol_param(required=False)
+    symbol = None
+    if isinstance(selector, SymbolRange):
+        raise BadRequest("GetHistoryOrders needs one instrument, not a range")
+    if selector is not None:
+        symbol = call.market_of(selector)[0]["symbol"]
+    since = int_param(call.params, "since") or None
+    limit = int_param(call.params, "limit") or None
+    if call.has("fetchOrders"):
+        result = await call.read(None, lambda: call.exchange.fetch_orders(symbol, since, limit))
+        result = [o for o in result if o.get("status") not in ("open", None)]
+    elif call.has("fetchCanceledAndClosedOrders"):
+        result = await call.read(None, lambda: call.exchange.fetch_canceled_and_closed_orders(symbol, since, limit))
+    elif call.has("fetchClosedOrders"):
+        result = await call.read(None, lambda: call.exchange.fetch_closed_orders(symbol, since, limit))
+        if call.has("fetchCanceledOrders"):
+            result += await call.read(None, lambda: call.exchange.fetch_canceled_orders(symbol, since, limit))
+    else:
+        raise not_supported("GetHistoryOrders", call.exchange_id)
+    result.sort(key=lambda o: o.get("timestamp") or 0)
+    if limit:
+        result = result[-limit:]
+    return [to_fmz_order(call, o) for o in result], [o.get("info") for o in result]
+
+
+async def cancel(call: Call) -> tuple[Any, Any]:
+    call.require("cancelOrder", "CancelOrder")
+    order_id, market, _ = call.order_id_and_market()
+    result = await call.exchange.cancel_order(order_id, market["symbol"])
+    return True, (result or {}).get("info")
+
+
+# --- the method table ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Method:
+    handler: Callable[[Call], Awaitable[tuple[Any, Any]]]
+    private: bool  # needs the caller's keys (a per-key client)
+    fmz_name: str
+
+
+def _registry() -> dict[str, Method]:
+    from gateway.futures import fundings, io, positions, set_margin_level
+    from gateway.passthrough import api_passthrough
+    from gateway.trading import trade
+
+    table = {
+        "ticker": Method(ticker, False, "GetTicker"),
+        "depth": Method(depth, False, "GetDepth"),
+        "trades": Method(trades, False, "GetTrades"),
+        "records": Method(records, False, "GetRecords"),
+        "markets": Method(markets, False, "GetMarkets"),
+        "tickers": Method(tickers, False, "GetTickers"),
+        "accounts": Method(accounts, True, "GetAccount"),
+        "assets": Method(assets, True, "GetAssets"),
+        "trade": Method(trade, True, "CreateOrder"),
+        "orders": Method(orders, True, "GetOrders"),
+        "order": Method(order, True, "GetOrder"),
+        "historyorders": Method(history_orders, True, "GetHistoryOrders"),
+        "cancel": Method(cancel, True, "CancelOrder"),
+        "positions": Method(positions, True, "GetPositions"),
+        "setmarginlevel": Method(set_margin_level, True, "SetMarginLevel"),
+        "fundings": Method(fundings, False, "GetFundings"),
+        "io": Method(io, True, "IO"),
+        "__api_": Method(api_passthrough, True, "IO(api)"),
+    }
+    aliases = {
+        "getmarkets": "markets",
+        "gettickers": "tickers",
+        "position": "positions",
+        "getpositions": "positions",
+        "getposition": "positions",
+        "marginlevel": "setmarginlevel",
+        "leverage": "setmarginlevel",
+        "getfundings": "fundings",
+        "funding": "fundings",
+        "account": "accounts",
+        "getaccount": "accounts",
+        "getassets": "assets",
+    }
+    table.update({alias: table[target] for alias, target in aliases.items()})
+    return table
+
+
+METHODS = _registry()
+
+
+def lookup(method: str) -> Method | None:
+    if method.startswith("__api_"):
+        return METHODS["__api_"]
+    return METHODS.get(method)

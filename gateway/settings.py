@@ -1,0 +1,222 @@
+"""YAML config -> typed, validated settings.
+
+Every key is checked at startup: an unknown key or a wrong type stops the gateway with a
+message naming the key (`exchanges.okx-demo.sandbox: expected a boolean, got 'yes'`), so a
+typo never silently falls back to a default (a mistyped `sandbox` must not trade live).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_CONFIG_PATH = Path("config/gateway.yaml")
+ROUTE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+
+
+class SettingsError(ValueError):
+    """The config file is unusable; the message names the offending key."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 6666
+    max_body_bytes: int = 1_048_576
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    idle_ttl: float = 3600
+    max_clients: int = 1000
+    markets_ttl: float = 3600
+    read_retries: int = 2  # extra attempts for reads on network/rate-limit errors; never for orders
+    retry_backoff: float = 0.25  # seconds, doubled per attempt
+    timeout_ms: int = 10_000
+
+
+@dataclass(frozen=True)
+class VenueSettings:
+    route: str
+    ccxt: str
+    sandbox: bool = False
+    api_base: str | None = None
+    markets_file: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    ccxt_config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CredentialAlias:
+    """Real exchange credentials held on the gateway host, unlocked by `token`."""
+
+    name: str
+    token: str
+    fields: dict[str, str]  # ccxt credential fields: apiKey, secret, password, uid, ...
+    routes: tuple[str, ...] = ()  # empty = any route
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    clients: ClientSettings = field(default_factory=ClientSettings)
+    allow_any_ccxt_exchange: bool = True
+    exchanges: dict[str, VenueSettings] = field(default_factory=dict)
+    credentials: dict[str, CredentialAlias] = field(default_factory=dict)
+
+
+CCXT_CREDENTIAL_FIELDS = (
+    "apiKey",
+    "secret",
+    "password",
+    "uid",
+    "login",
+    "twofa",
+    "privateKey",
+    "walletAddress",
+    "token",
+)
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read and validate a YAML config file; a missing default file means all defaults."""
+    config_path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    if not config_path.exists():
+        if path is None:
+            return Settings()
+        raise SettingsError(f"config file not found: {config_path}")
+    try:
+        raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{config_path}: invalid YAML: {exc}") from None
+    return parse_settings(raw or {})
+
+
+def parse_settings(raw: Any) -> Settings:
+    top = _mapping(raw, "config")
+    _only(top, "", {"server", "allow_any_ccxt_exchange", "clients", "exchanges", "credentials"})
+    server = _section(top.get("server"), "server", ServerSettings)
+    if not 0 <= server.port <= 65535:
+        raise SettingsError(f"server.port: must be 0..65535, got {server.port}")
+    clients = _section(top.get("clients"), "clients", ClientSettings)
+    for name in ("idle_ttl", "max_clients", "markets_ttl"):
+        if getattr(clients, name) <= 0:
+            raise SettingsError(f"clients.{name}: must be positive")
+    allow_any = _typed(top.get("allow_any_ccxt_exchange", True), bool, "allow_any_ccxt_exchange")
+    exchanges = {}
+    for route, body in _mapping(top.get("exchanges") or {}, "exchanges").items():
+        venue = _venue(str(route), body)
+        exchanges[venue.route] = venue
+    credentials = {}
+    for name, body in _mapping(top.get("credentials") or {}, "credentials").items():
+        credentials[str(name)] = _credential(str(name), body)
+    return Settings(server, clients, allow_any, exchanges, credentials)
+
+
+def _venue(route: str, body: Any) -> VenueSettings:
+    where = f"exchanges.{route}"
+    name = route.lower()
+    if not ROUTE_NAME.match(name):
+        raise SettingsError(f"{where}: route names are letters, digits, '-', '_' or '.'")
+    spec = _mapping(body or {}, where)
+    _only(spec, where, {"ccxt", "sandbox", "api_base", "markets_file", "options", "ccxt_config"})
+    ccxt_id = _typed(spec.get("ccxt", name), str, f"{where}.ccxt").lower()
+    api_base = _optional_str(spec.get("api_base"), f"{where}.api_base")
+    if api_base is not None and not re.match(r"^https?://[^/\s]+$", api_base.rstrip("/")):
+        raise SettingsError(f"{where}.api_base: expected scheme://host[:port], got {api_base!r}")
+    return VenueSettings(
+        route=name,
+        ccxt=ccxt_id,
+        sandbox=_typed(spec.get("sandbox", False), bool, f"{where}.sandbox"),
+        api_base=api_base.rstrip("/") if api_base else None,
+        markets_file=_optional_str(spec.get("markets_file"), f"{where}.markets_file"),
+        options=dict(_mapping(_or_empty(spec.get("options")), f"{where}.options")),
+        ccxt_config=dict(_mapping(_or_empty(spec.get("ccxt_config")), f"{where}.ccxt_config")),
+    )
+
+
+def _credential(name: str, body: Any) -> CredentialAlias:
+    """`token` (or `token_env`) plus ccxt fields, each given inline or as `<field>_env`."""
+    where = f"credentials.{name}"
+    spec = _mapping(body, where)
+    allowed = {"token", "token_env", "routes"} | set(CCXT_CREDENTIAL_FIELDS)
+    allowed |= {f"{f}_env" for f in CCXT_CREDENTIAL_FIELDS}
+    _only(spec, where, allowed)
+    token = _value_or_env(spec, "token", where)
+    if not token:
+        raise SettingsError(f"{where}.token: required (the secret the docker sends in secret_key)")
+    fields = {}
+    for f in CCXT_CREDENTIAL_FIELDS:
+        value = _value_or_env(spec, f, where)
+        if value:
+            fields[f] = value
+    if "apiKey" not in fields:
+        raise SettingsError(f"{where}.apiKey: required")
+    routes = spec.get("routes") or []
+    if not isinstance(routes, list) or not all(isinstance(r, str) for r in routes):
+        raise SettingsError(f"{where}.routes: expected a list of route names")
+    return CredentialAlias(name, token, fields, tuple(r.lower() for r in routes))
+
+
+def _value_or_env(spec: dict, key: str, where: str) -> str | None:
+    if key in spec:
+        return _optional_str(spec[key], f"{where}.{key}")
+    env_name = spec.get(f"{key}_env")
+    if env_name is None:
+        return None
+    env_name = _typed(env_name, str, f"{where}.{key}_env")
+    if env_name not in os.environ:
+        raise SettingsError(f"{where}.{key}_env: environment variable {env_name} is not set")
+    return os.environ[env_name]
+
+
+def _section(raw: Any, where: str, cls: type) -> Any:
+    values = _mapping(raw or {}, where)
+    defaults = cls()
+    _only(values, where, set(defaults.__dataclass_fields__))
+    out = {}
+    for key, value in values.items():
+        expected = type(getattr(defaults, key))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        out[key] = _typed(value, expected, f"{where}.{key}")
+    return cls(**out)
+
+
+def _or_empty(value: Any) -> Any:
+    return {} if value is None else value
+
+
+def _mapping(value: Any, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise SettingsError(f"{where}: expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _only(values: dict, where: str, allowed: set[str]) -> None:
+    for key in values:
+        if key not in allowed:
+            prefix = f"{where}." if where else ""
+            raise SettingsError(f"{prefix}{key}: unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def _typed(value: Any, expected: type, where: str) -> Any:
+    if isinstance(value, bool) and expected is not bool:
+        raise SettingsError(f"{where}: expected {expected.__name__}, got a boolean")
+    if not isinstance(value, expected):
+        raise SettingsError(f"{where}: expected {_type_name(expected)}, got {value!r}")
+    return value
+
+
+def _optional_str(value: Any, where: str) -> str | None:
+    return None if value is None else _typed(value, str, where)
+
+
+def _type_name(expected: type) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(expected, expected.__name__)

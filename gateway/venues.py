@@ -1,0 +1,140 @@
+"""Route name -> Venue, and the construction of ccxt clients for a venue.
+
+A route is a key under `exchanges:` in the config or, when `allow_any_ccxt_exchange` is on,
+any ccxt exchange id. Construction applies, in this order: options and ccxt_config, the
+sandbox switch (which must really switch: an exchange without a testnet refuses the route,
+it never falls back to live), then the `api_base` rewrite of every `urls['api']` entry.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import ccxt.async_support as ccxt_async
+
+from gateway.errors import GatewayError
+from gateway.settings import Settings, VenueSettings
+
+CCXT_EXCHANGES = frozenset(ccxt_async.exchanges)
+_SCHEME_HOST = re.compile(r"^[a-z]+://[^/]+", re.IGNORECASE)
+
+
+class UnknownRoute(GatewayError):
+    kind = "BadRequest"
+
+
+class SandboxUnavailable(GatewayError):
+    kind = "NotSupported"
+
+
+@dataclass(frozen=True)
+class Venue:
+    route: str
+    ccxt_id: str
+    sandbox: bool = False
+    api_base: str | None = None
+    markets_file: str | None = None
+    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    ccxt_config: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def market_scope(self) -> tuple:
+        """Venues with the same scope see the same markets and may share one loaded copy."""
+        return (
+            self.ccxt_id,
+            self.sandbox,
+            self.api_base,
+            self.markets_file,
+            json.dumps(self.options, sort_keys=True, default=str),
+        )
+
+    @classmethod
+    def from_settings(cls, spec: VenueSettings) -> Venue:
+        return cls(
+            route=spec.route,
+            ccxt_id=spec.ccxt,
+            sandbox=spec.sandbox,
+            api_base=spec.api_base,
+            markets_file=spec.markets_file,
+            options=dict(spec.options),
+            ccxt_config=dict(spec.ccxt_config),
+        )
+
+
+class VenueRegistry:
+    """Resolves the URL path segment to a Venue, case-insensitively."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.allow_any = settings.allow_any_ccxt_exchange
+        self.configured = {name: Venue.from_settings(spec) for name, spec in settings.exchanges.items()}
+        self._cache: dict[str, Venue] = dict(self.configured)
+
+    def get(self, route: str) -> Venue:
+        name = route.lower()
+        venue = self._cache.get(name)
+        if venue is not None:
+            return venue
+        if self.allow_any and name in CCXT_EXCHANGES:
+            venue = Venue(route=name, ccxt_id=name)
+            self._cache[name] = venue
+            return venue
+        hint = "a route from the config" if not self.allow_any else "a ccxt exchange id or a configured route"
+        raise UnknownRoute(f"unknown exchange {route[:64]!r}: the URL path must name {hint}")
+
+    def routes(self) -> list[str]:
+        return sorted(self.configured)
+
+
+def check_venue(venue: Venue) -> None:
+    """Raise at startup what would otherwise fail on the first call (unknown id, no sandbox)."""
+    if venue.ccxt_id not in CCXT_EXCHANGES:
+        raise GatewayError(f"route {venue.route!r}: {venue.ccxt_id!r} is not a ccxt exchange id")
+    build_exchange(venue, {})
+
+
+def build_exchange(venue: Venue, credentials: dict[str, str], extra_config: dict[str, Any] | None = None) -> Any:
+    """A ccxt async client for the venue. `extra_config` carries shared session/ssl objects."""
+    exchange_class = getattr(ccxt_async, venue.ccxt_id, None)
+    if exchange_class is None:
+        raise UnknownRoute(f"unknown exchange {venue.ccxt_id!r}")
+    config: dict[str, Any] = {"enableRateLimit": True}
+    config.update(venue.ccxt_config)
+    if venue.options:
+        config["options"] = {**config.get("options", {}), **venue.options}
+    config.update(extra_config or {})
+    config.update(credentials)
+    exchange = exchange_class(config)
+    if venue.sandbox:
+        enable_sandbox(exchange, venue)
+    if venue.api_base:
+        exchange.urls["api"] = rewrite_api_urls(exchange.urls["api"], venue.api_base)
+    return exchange
+
+
+def enable_sandbox(exchange: Any, venue: Venue) -> None:
+    refusal = (
+        f"route {venue.route!r}: {venue.ccxt_id} has no sandbox/testnet in ccxt; "
+        "the route is refused (sandbox: true never falls back to live)"
+    )
+    if not exchange.urls.get("test"):
+        raise SandboxUnavailable(refusal)
+    try:
+        exchange.set_sandbox_mode(True)
+    except Exception:  # ccxt raises NotSupported, or TypeError where urls['test'] is malformed
+        raise SandboxUnavailable(refusal) from None
+    if not getattr(exchange, "isSandboxModeEnabled", False):
+        raise SandboxUnavailable(refusal)
+
+
+def rewrite_api_urls(urls: Any, api_base: str) -> Any:
+    """Replace scheme://host of every URL in a ccxt `urls['api']` tree, keeping the path."""
+    if isinstance(urls, str):
+        return _SCHEME_HOST.sub(api_base, urls, count=1)
+    if isinstance(urls, dict):
+        return {key: rewrite_api_urls(value, api_base) for key, value in urls.items()}
+    if isinstance(urls, list):
+        return [rewrite_api_urls(value, api_base) for value in urls]
+    return urls
