@@ -80,7 +80,6 @@ CCXT_CREDENTIAL_FIELDS = (
     "twofa",
     "privateKey",
     "walletAddress",
-    "token",
 )
 
 

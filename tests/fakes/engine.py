@@ -104,6 +104,8 @@ class Order:
     reserved: Decimal = ZERO  # funds held in `used` for the unfilled part
     reserved_ccy: str = ""
     quote_qty: Decimal | None = None  # market buy by quote amount
+    trades: list[dict] = field(default_factory=list)  # this order's fills, as appended to public_trades
+    realized_pnl: Decimal = ZERO  # pnl of the position part this order closed
 
     @property
     def remaining(self) -> Decimal:
@@ -125,6 +127,8 @@ class Position:
     qty: Decimal = ZERO
     entry: Decimal = ZERO
     margin: Decimal = ZERO
+    opened_ms: int = 0
+    updated_ms: int = 0
 
 
 @dataclass
@@ -312,9 +316,10 @@ class Engine:
                 acc.balance(order.reserved_ccy)[0] += order.reserved
                 acc.balance(order.reserved_ccy)[1] -= order.reserved
                 order.reserved = ZERO
-            self.public_trades[order.inst.key].append(
-                {"id": str(next(self._trade_ids)), "price": price, "qty": qty, "side": order.side, "time": order.updated_ms}
-            )
+            trade = {"id": str(next(self._trade_ids)), "price": price, "qty": qty, "side": order.side}
+            trade["time"] = order.updated_ms
+            self.public_trades[order.inst.key].append(trade)
+            order.trades.append(trade)
             return order
 
     def _fill_spot(self, acc: Account, order: Order, qty: Decimal, price: Decimal, release: Decimal) -> None:
@@ -328,13 +333,17 @@ class Engine:
     def _fill_contract(self, acc: Account, order: Order, qty: Decimal, price: Decimal, release: Decimal) -> None:
         inst = order.inst
         pos_side, reduces = self._closing(acc, order)
-        pos = acc.positions.setdefault((inst.key, pos_side), Position(inst, pos_side))
+        now = _now_ms()
+        pos = acc.positions.setdefault((inst.key, pos_side), Position(inst, pos_side, opened_ms=now))
+        pos.updated_ms = now
         settle = acc.balance(inst.settle)
         if reduces:
             qty = min(qty, pos.qty)
             freed = pos.margin * qty / pos.qty if pos.qty else ZERO
+            pnl = inst.pnl(pos_side, qty, pos.entry, price)
+            order.realized_pnl += pnl
             settle[1] -= freed
-            settle[0] += freed + inst.pnl(pos_side, qty, pos.entry, price)
+            settle[0] += freed + pnl
             pos.margin -= freed
             pos.qty -= qty
             if pos.qty == 0:
