@@ -88,7 +88,15 @@ class Gateway:
         log.error("%s %s crashed: %s\n%s", route[:64], method, message, trace)
 
 
+def quiet_ccxt_logging() -> None:
+    """ccxt logs whole signed requests (headers with passphrases, signatures) at DEBUG: never emit them."""
+    ccxt_logger = logging.getLogger("ccxt")
+    if ccxt_logger.getEffectiveLevel() < logging.INFO:
+        ccxt_logger.setLevel(logging.INFO)
+
+
 def create_app(settings: Settings) -> Starlette:
+    quiet_ccxt_logging()
     gateway = Gateway(settings)
     max_body = settings.server.max_body_bytes
 

@@ -28,7 +28,7 @@ def num(value: Any) -> float | int:
     return number if math.isfinite(number) else 0
 
 
-def to_fmz_ticker(ticker: dict, fmz_symbol: str) -> dict:
+def to_fmz_ticker(ticker: dict, fmz_symbol: str, received_ms: int = 0) -> dict:
     return {
         "symbol": fmz_symbol,
         "buy": num(ticker.get("bid")),
@@ -39,17 +39,18 @@ def to_fmz_ticker(ticker: dict, fmz_symbol: str) -> dict:
         "last": num(ticker.get("last") if ticker.get("last") is not None else ticker.get("close")),
         "vol": num(ticker.get("baseVolume")),
         "quoteVol": num(ticker.get("quoteVolume")),
-        "time": num(ticker.get("timestamp")),
+        "time": num(ticker.get("timestamp")) or received_ms,
     }
 
 
-def to_fmz_depth(book: dict, limit: int | None) -> dict:
+def to_fmz_depth(book: dict, limit: int | None, received_ms: int = 0) -> dict:
+    """`received_ms` stands in for exchanges whose books carry no time (binance spot)."""
     asks = sorted(book.get("asks") or [], key=lambda level: level[0])
     bids = sorted(book.get("bids") or [], key=lambda level: level[0], reverse=True)
     if limit:
         asks, bids = asks[:limit], bids[:limit]
     return {
-        "time": num(book.get("timestamp")),
+        "time": num(book.get("timestamp")) or received_ms,
         "asks": [[num(level[0]), num(level[1])] for level in asks],
         "bids": [[num(level[0]), num(level[1])] for level in bids],
     }

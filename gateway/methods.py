@@ -33,11 +33,15 @@ FALLBACK_OHLCV_MAX = 500
 MAX_RECORDS_LIMIT = 10_000
 
 
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 async def ticker(call: Call) -> tuple[Any, Any]:
     market, fmz_symbol = call.market()
     call.require("fetchTicker", "GetTicker")
     result = await call.read(("ticker", market["symbol"]), lambda: call.exchange.fetch_ticker(market["symbol"]))
-    return convert.to_fmz_ticker(result, fmz_symbol), result.get("info")
+    return convert.to_fmz_ticker(result, fmz_symbol, now_ms()), result.get("info")
 
 
 async def depth(call: Call) -> tuple[Any, Any]:
@@ -49,7 +53,7 @@ async def depth(call: Call) -> tuple[Any, Any]:
     limit = limit or None
     fetch_limit = depth_fetch_limit(call.exchange.id, market, limit)
     book = await call.read(("depth", market["symbol"], fetch_limit), lambda: _order_book(call, market, fetch_limit))
-    return convert.to_fmz_depth(book, limit), _book_raw(book)
+    return convert.to_fmz_depth(book, limit, now_ms()), _book_raw(book)
 
 
 async def _order_book(call: Call, market: dict, limit: int | None) -> dict:
@@ -191,11 +195,11 @@ async def tickers(call: Call) -> tuple[Any, Any]:
     key = ("tickers", tuple(symbols) if symbols else None)
     result = await call.read(key, lambda: call.exchange.fetch_tickers(symbols))
     wanted = set(symbols) if symbols else None
-    data, raw = [], []
+    data, raw, received = [], [], now_ms()
     for ccxt_symbol, item in result.items():
         if wanted is not None and ccxt_symbol not in wanted:
             continue
-        data.append(convert.to_fmz_ticker(item, call.index.fmz_symbol_for(ccxt_symbol)))
+        data.append(convert.to_fmz_ticker(item, call.index.fmz_symbol_for(ccxt_symbol), received))
         raw.append(item.get("info"))
     return data, raw
 

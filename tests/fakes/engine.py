@@ -430,7 +430,7 @@ class Engine:
         o, c = px(t), px(t + step_ms)
         hi = max(o, c) + inst.tick * 5
         lo = min(o, c) - inst.tick * 5
-        vol = inst.step * 1000 * (1 + (t // 60000) % 7)
+        vol = inst.step * 1000 * _minute_weights(t, step_ms)
         return (t, o, hi, lo, c, vol)
 
     def _seed_trades(self, inst: Instrument) -> list[dict]:
@@ -445,6 +445,15 @@ class Engine:
             }
             for n in range(40)
         ]
+
+
+def _minute_weights(t: int, step_ms: int) -> Decimal:
+    """Sum of per-minute weights 1..7 over the bar, so volumes add up across timeframes."""
+    if step_ms < 60_000:
+        return Decimal(1 + (t // 60_000) % 7) * step_ms / 60_000
+    first, count = t // 60_000, step_ms // 60_000
+    cycles, rest = divmod(count, 7)
+    return Decimal(cycles * 28 + sum(1 + (first + cycles * 7 + i) % 7 for i in range(rest)))
 
 
 def _now_ms() -> int:
