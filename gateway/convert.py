@@ -150,13 +150,51 @@ def to_fmz_balances(balance: dict, include_zero: bool = False) -> list[dict]:
     return rows
 
 
-def to_fmz_position(position: dict, fmz_symbol: str, contract_type: str) -> dict:
+UPNL_KEYS = (
+    "unrealizedProfit",
+    "upl",
+    "unrealisedPnl",
+    "unrealizedPnl",
+    "unrealised_pnl",
+    "unrealized_pnl",
+    "crossUnPnl",
+)
+CURRENCY_KEYS = ("asset", "ccy", "coin", "currency", "marginCoin", "settleCoin")
+
+
+def unrealized_pnl(info: Any, currency: str) -> float | int:
+    """The unrealised PnL an exchange reports for `currency` somewhere in a balance reply, else 0."""
+    stack = [info]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            if any(str(node.get(k, "")).upper() == currency for k in CURRENCY_KEYS):
+                for key in UPNL_KEYS:
+                    if node.get(key) not in (None, ""):
+                        return num(node[key])
+            stack.extend(v for v in node.values() if isinstance(v, dict | list))
+    return 0
+
+
+def position_leverage(position: dict) -> float | int | None:
+    return num(position["leverage"]) if position.get("leverage") else None
+
+
+def implied_leverage(position: dict) -> float | None:
+    """1 / initialMarginPercentage: a last resort, since open orders' margin can be counted in."""
+    share = num(position.get("initialMarginPercentage"))
+    return round(1 / share, 2) if share > 0 else None
+
+
+def to_fmz_position(position: dict, fmz_symbol: str, contract_type: str, leverage: float | None = None) -> dict:
     margin = position.get("initialMargin")
     if margin is None:
         margin = position.get("collateral")
     return {
         "symbol": fmz_symbol,
-        "margin_level": num(position.get("leverage")),
+        "margin_level": num(position_leverage(position) or leverage),
         "amount": abs(num(position.get("contracts"))),
         "frozen_amount": 0,
         "price": num(position.get("entryPrice")),

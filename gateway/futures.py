@@ -34,8 +34,26 @@ async def positions(call: Call) -> tuple[Any, Any]:
         market = call.index.markets.get(position.get("symbol") or "", {})
         fmz_symbol = call.index.fmz_symbol(market) if market else call.index.fmz_symbol_for(position.get("symbol"))
         contract_type = call.index.contract_type(market) if market else "swap"
-        data.append(convert.to_fmz_position(position, fmz_symbol, contract_type))
+        leverage = None
+        if convert.position_leverage(position) is None:  # binance v3 positionRisk omits it
+            leverage = await _known_leverage(call, position.get("symbol")) or convert.implied_leverage(position)
+        data.append(convert.to_fmz_position(position, fmz_symbol, contract_type, leverage))
     return data, [p.get("info") for p in open_positions]
+
+
+async def _known_leverage(call: Call, symbol: str | None) -> float | None:
+    """Leverage for a position that does not report it: what we set, else the exchange's setting."""
+    if not symbol:
+        return None
+    if call.state is not None and symbol in call.state.applied_leverage:
+        return call.state.applied_leverage[symbol]
+    if not call.has("fetchLeverage"):
+        return None
+    try:
+        setting = await call.read(None, lambda: call.exchange.fetch_leverage(symbol))
+    except Exception:  # leverage is informative here; the position itself is already known
+        return None
+    return setting.get("longLeverage") or setting.get("shortLeverage")
 
 
 def _contract_market(call: Call, symbol: FmzSymbol) -> dict:

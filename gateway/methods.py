@@ -41,7 +41,18 @@ async def ticker(call: Call) -> tuple[Any, Any]:
     market, fmz_symbol = call.market()
     call.require("fetchTicker", "GetTicker")
     result = await call.read(("ticker", market["symbol"]), lambda: call.exchange.fetch_ticker(market["symbol"]))
+    if (result.get("bid") is None or result.get("ask") is None) and call.has("fetchOrderBook"):
+        result = await _with_best_prices(call, market, result)
     return convert.to_fmz_ticker(result, fmz_symbol, now_ms()), result.get("info")
+
+
+async def _with_best_prices(call: Call, market: dict, ticker: dict) -> dict:
+    """Some tickers (binance futures 24hr) carry no bid/ask; FMZ's Buy/Sell come from the book top."""
+    limit = depth_fetch_limit(call.exchange.id, market, 5)
+    book = await call.read(("depth", market["symbol"], limit), lambda: _order_book(call, market, limit))
+    best_bid = book["bids"][0][0] if book.get("bids") else None
+    best_ask = book["asks"][0][0] if book.get("asks") else None
+    return {**ticker, "bid": ticker.get("bid") or best_bid, "ask": ticker.get("ask") or best_ask}
 
 
 async def depth(call: Call) -> tuple[Any, Any]:
@@ -194,6 +205,9 @@ async def tickers(call: Call) -> tuple[Any, Any]:
         symbols = [call.market_of(selector)[0]["symbol"]]
     key = ("tickers", tuple(symbols) if symbols else None)
     result = await call.read(key, lambda: call.exchange.fetch_tickers(symbols))
+    if call.has("fetchBidsAsks") and any(t.get("bid") is None for t in result.values()):
+        quotes = await call.read(("bidsasks", key[1]), lambda: call.exchange.fetch_bids_asks(symbols))
+        result = {s: {**t, **_best_prices(quotes.get(s))} for s, t in result.items()}
     wanted = set(symbols) if symbols else None
     data, raw, received = [], [], now_ms()
     for ccxt_symbol, item in result.items():
@@ -204,10 +218,22 @@ async def tickers(call: Call) -> tuple[Any, Any]:
     return data, raw
 
 
+def _best_prices(quote: dict | None) -> dict:
+    if not quote:
+        return {}
+    return {k: quote[k] for k in ("bid", "ask") if quote.get(k) is not None}
+
+
 async def accounts(call: Call) -> tuple[Any, Any]:
     call.require("fetchBalance", "GetAccount")
-    balance = await call.read(None, lambda: call.exchange.fetch_balance(_balance_params(call)))
-    return convert.to_fmz_balances(balance), balance.get("info")
+    params = _balance_params(call)
+    balance = await call.read(None, lambda: call.exchange.fetch_balance(params))
+    rows = convert.to_fmz_balances(balance)
+    if params:  # a derivatives account: ccxt's total is the margin equity; the upnl is in the raw reply
+        for row in rows:
+            row["equity"] = convert.num((balance.get("total") or {}).get(row["currency"]))
+            row["upnl"] = convert.unrealized_pnl(balance.get("info"), row["currency"])
+    return rows, balance.get("info")
 
 
 async def assets(call: Call) -> tuple[Any, Any]:

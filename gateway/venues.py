@@ -107,11 +107,20 @@ def build_exchange(venue: Venue, credentials: dict[str, str], extra_config: dict
     config.update(extra_config or {})
     config.update(credentials)
     exchange = exchange_class(config)
+    _apply_gateway_defaults(exchange, venue)
     if venue.sandbox:
         enable_sandbox(exchange, venue)
     if venue.api_base:
         exchange.urls["api"] = rewrite_api_urls(exchange.urls["api"], venue.api_base)
     return exchange
+
+
+def _apply_gateway_defaults(exchange: Any, venue: Venue) -> None:
+    """Options an FMZ caller implies. A GetOrders without a pair (or with a range such as
+    USDT.swap) is a deliberate request, so ccxt's binance-family refusal to list open orders
+    without a symbol is acknowledged, unless the config sets it."""
+    if "warnOnFetchOpenOrdersWithoutSymbol" not in venue.options:
+        exchange.options["warnOnFetchOpenOrdersWithoutSymbol"] = False
 
 
 def enable_sandbox(exchange: Any, venue: Venue) -> None:
