@@ -253,6 +253,8 @@ async def orders(call: Call) -> tuple[Any, Any]:
     call.require("fetchOpenOrders", "GetOrders")
     selector = call.symbol_param(required=False)
     if isinstance(selector, SymbolRange):
+        if not call.index.select(selector):  # the exchange lists no such contracts
+            return [], []
         result = await call.read(
             None, lambda: call.exchange.fetch_open_orders(None, None, None, _range_params(selector))
         )

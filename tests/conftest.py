@@ -38,7 +38,7 @@ class CapturedLogs(logging.Handler):
         except Exception:  # a broken record must not break the suite
             self.lines.append(str(record.msg))
 
-    def formatException(self, exc_info: Any) -> str:  # noqa: N802 (logging API name)
+    def formatException(self, exc_info: Any) -> str:
         return logging.Formatter().formatException(exc_info)
 
 
@@ -139,8 +139,13 @@ class GatewayClient:
     ) -> dict:
         if secret_key is None:
             secret_key = self.keys.get(route.lower(), (CANARY_SECRET,))[0]
-        body = {"access_key": access_key, "secret_key": secret_key, "nonce": 1, "method": method,
-                "params": params or {}}
+        body = {
+            "access_key": access_key,
+            "secret_key": secret_key,
+            "nonce": 1,
+            "method": method,
+            "params": params or {},
+        }
         headers = {"Http-Method": http_method} if http_method else {}
         response = self.http.post(f"{self.url}/{route}", json=body, headers=headers)
         REPLIES.append(response.text)
@@ -169,7 +174,7 @@ class Account:
 
     route: str
     fake: Fake
-    gateway: "GatewayClient"
+    gateway: GatewayClient
     access_key: str
     secret_key: str
 
@@ -197,7 +202,7 @@ class Account:
 _account_numbers = iter(range(1, 1_000_000))
 
 
-def open_account(route: str, fake: Fake, gateway: "GatewayClient") -> Account:
+def open_account(route: str, fake: Fake, gateway: GatewayClient) -> Account:
     key = f"acct-{route}-{next(_account_numbers)}"
     fake.add_key(key, CANARY_SECRET, CANARY_PASSPHRASE)
     secret_key = OKX_SECRET_KEY if fake.name == "okx" else CANARY_SECRET

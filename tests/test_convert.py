@@ -2,11 +2,28 @@ from gateway import convert
 
 
 def test_ticker_maps_bid_ask_and_base_volume():
-    ticker = {"bid": 99.5, "ask": 100.5, "high": 110, "low": 90, "open": 95, "last": 100, "baseVolume": 12.5,
-              "quoteVolume": 1250, "timestamp": 1700000000123}
+    ticker = {
+        "bid": 99.5,
+        "ask": 100.5,
+        "high": 110,
+        "low": 90,
+        "open": 95,
+        "last": 100,
+        "baseVolume": 12.5,
+        "quoteVolume": 1250,
+        "timestamp": 1700000000123,
+    }
     assert convert.to_fmz_ticker(ticker, "BTC_USDT") == {
-        "symbol": "BTC_USDT", "buy": 99.5, "sell": 100.5, "high": 110, "low": 90, "open": 95, "last": 100,
-        "vol": 12.5, "quoteVol": 1250, "time": 1700000000123,
+        "symbol": "BTC_USDT",
+        "buy": 99.5,
+        "sell": 100.5,
+        "high": 110,
+        "low": 90,
+        "open": 95,
+        "last": 100,
+        "vol": 12.5,
+        "quoteVol": 1250,
+        "time": 1700000000123,
     }
 
 
@@ -21,8 +38,10 @@ def test_depth_sorts_sides_and_truncates():
 
 
 def test_trades_oldest_first_with_side():
-    trades = [{"id": 2, "timestamp": 20, "price": 1, "amount": 2, "side": "sell"},
-              {"id": 1, "timestamp": 10, "price": 1, "amount": 3, "side": "buy"}]
+    trades = [
+        {"id": 2, "timestamp": 20, "price": 1, "amount": 2, "side": "sell"},
+        {"id": 1, "timestamp": 10, "price": 1, "amount": 3, "side": "buy"},
+    ]
     assert [t["id"] for t in convert.to_fmz_trades(trades)] == ["1", "2"]
     assert convert.to_fmz_trades(trades)[1]["type"] == "sell"
 
@@ -51,8 +70,18 @@ def test_order_status_mapping():
 
 
 def test_order_id_embeds_the_fmz_symbol_and_average_falls_back_to_cost():
-    order = {"id": "42", "side": "sell", "amount": 2, "price": 10, "filled": 2, "cost": 21, "status": "closed",
-             "timestamp": 9, "type": "limit", "reduceOnly": True}
+    order = {
+        "id": "42",
+        "side": "sell",
+        "amount": 2,
+        "price": 10,
+        "filled": 2,
+        "cost": 21,
+        "status": "closed",
+        "timestamp": 9,
+        "type": "limit",
+        "reduceOnly": True,
+    }
     data = convert.to_fmz_order(order, "BTC_USDT.swap", "swap")
     assert data["id"] == "BTC_USDT.swap,42"
     assert data["avg_price"] == 10.5 and data["type"] == "sell" and data["status"] == "filled"
@@ -60,8 +89,11 @@ def test_order_id_embeds_the_fmz_symbol_and_average_falls_back_to_cost():
 
 
 def test_balances_skip_empty_currencies():
-    balance = {"free": {"USDT": 10, "BTC": 0, "ETH": 0}, "used": {"USDT": 5, "BTC": 0, "ETH": 1},
-               "total": {"USDT": 15, "BTC": 0, "ETH": 1}}
+    balance = {
+        "free": {"USDT": 10, "BTC": 0, "ETH": 0},
+        "used": {"USDT": 5, "BTC": 0, "ETH": 1},
+        "total": {"USDT": 15, "BTC": 0, "ETH": 1},
+    }
     assert convert.to_fmz_balances(balance) == [
         {"currency": "ETH", "free": 0, "frozen": 1},
         {"currency": "USDT", "free": 10, "frozen": 5},
@@ -69,17 +101,40 @@ def test_balances_skip_empty_currencies():
 
 
 def test_position_fields():
-    position = {"leverage": 10, "contracts": 3, "entryPrice": 100, "unrealizedPnl": -2, "side": "short",
-                "initialMargin": 30, "marginMode": "cross"}
+    position = {
+        "leverage": 10,
+        "contracts": 3,
+        "entryPrice": 100,
+        "unrealizedPnl": -2,
+        "side": "short",
+        "initialMargin": 30,
+        "marginMode": "cross",
+    }
     data = convert.to_fmz_position(position, "BTC_USDT.swap", "swap")
-    assert data == {"symbol": "BTC_USDT.swap", "margin_level": 10, "amount": 3, "frozen_amount": 0, "price": 100,
-                    "profit": -2, "type": "short", "contract_type": "swap", "margin": 30, "margin_mode": "cross"}
+    assert data == {
+        "symbol": "BTC_USDT.swap",
+        "margin_level": 10,
+        "amount": 3,
+        "frozen_amount": 0,
+        "price": 100,
+        "profit": -2,
+        "type": "short",
+        "contract_type": "swap",
+        "margin": 30,
+        "margin_mode": "cross",
+    }
 
 
 def test_market_under_tick_size_and_decimal_places():
-    market = {"base": "BTC", "quote": "USD", "contract": True, "inverse": True, "contractSize": 100,
-              "precision": {"price": 0.1, "amount": 1}, "limits": {"amount": {"min": 1, "max": 1000},
-                                                                 "cost": {"min": None}}}
+    market = {
+        "base": "BTC",
+        "quote": "USD",
+        "contract": True,
+        "inverse": True,
+        "contractSize": 100,
+        "precision": {"price": 0.1, "amount": 1},
+        "limits": {"amount": {"min": 1, "max": 1000}, "cost": {"min": None}},
+    }
     data = convert.to_fmz_market(market, "BTC_USD.swap", convert.TICK_SIZE)
     assert data["tickSize"] == 0.1 and data["pricePrecision"] == 1 and data["amountPrecision"] == 0
     assert data["ctVal"] == 100 and data["ctValCcy"] == "USD" and data["minQty"] == 1
@@ -92,4 +147,8 @@ def test_market_under_tick_size_and_decimal_places():
 def test_funding_uses_next_funding_time():
     rate = {"fundingRate": 0.0001, "fundingTimestamp": 1700000000000}
     assert convert.to_fmz_funding(rate, "BTC_USDT.swap", 28_800_000) == {
-        "symbol": "BTC_USDT.swap", "interval": 28_800_000, "time": 1700000000000, "rate": 0.0001}
+        "symbol": "BTC_USDT.swap",
+        "interval": 28_800_000,
+        "time": 1700000000000,
+        "rate": 0.0001,
+    }

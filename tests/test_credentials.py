@@ -11,8 +11,12 @@ def test_plain_secret():
 
 def test_secret_password_uid_forms():
     assert parse_credentials("k", "s,pass", {}, "okx").fields == {"apiKey": "k", "secret": "s", "password": "pass"}
-    assert parse_credentials("k", "s,p,u1", {}, "x").fields == {"apiKey": "k", "secret": "s", "password": "p",
-                                                                "uid": "u1"}
+    assert parse_credentials("k", "s,p,u1", {}, "x").fields == {
+        "apiKey": "k",
+        "secret": "s",
+        "password": "p",
+        "uid": "u1",
+    }
     with pytest.raises(CredentialError):
         parse_credentials("k", "a,b,c,d", {}, "x")
 

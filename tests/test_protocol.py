@@ -12,8 +12,9 @@ def body(**fields):
 
 
 def test_parse_full_envelope():
-    env = parse_envelope(body(access_key="k", secret_key="s", nonce=1730275031047002000, method="Ticker",
-                              params={"symbol": "BTC_USDT"}))
+    env = parse_envelope(
+        body(access_key="k", secret_key="s", nonce=1730275031047002000, method="Ticker", params={"symbol": "BTC_USDT"})
+    )
     assert (env.access_key, env.secret_key, env.method, env.params) == ("k", "s", "ticker", {"symbol": "BTC_USDT"})
     assert env.nonce == 1730275031047002000 and env.http_method == "GET"
 
@@ -52,8 +53,16 @@ def test_unknown_verb_is_refused():
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("30", Decimal(30)), (30, Decimal(30)), ("-1", Decimal(-1)), ("0.001", Decimal("0.001")),
-     (0.1, Decimal("0.1")), ("1e-3", Decimal("0.001")), (" 2.5 ", Decimal("2.5")), (".5", Decimal("0.5"))],
+    [
+        ("30", Decimal(30)),
+        (30, Decimal(30)),
+        ("-1", Decimal(-1)),
+        ("0.001", Decimal("0.001")),
+        (0.1, Decimal("0.1")),
+        ("1e-3", Decimal("0.001")),
+        (" 2.5 ", Decimal("2.5")),
+        (".5", Decimal("0.5")),
+    ],
 )
 def test_decimal_params_accept_numbers_and_decimal_strings(value, expected):
     assert decimal_param({"x": value}, "x") == expected

@@ -17,9 +17,18 @@ def test_missing_default_file_means_defaults(tmp_path, monkeypatch):
 
 
 def test_venue_keys_are_parsed_and_routes_lower_cased():
-    settings = parse_settings({"exchanges": {"OKX-Demo": {"ccxt": "okx", "sandbox": True,
-                                                         "api_base": "http://127.0.0.1:9000/",
-                                                         "options": {"defaultType": "swap"}}}})
+    settings = parse_settings(
+        {
+            "exchanges": {
+                "OKX-Demo": {
+                    "ccxt": "okx",
+                    "sandbox": True,
+                    "api_base": "http://127.0.0.1:9000/",
+                    "options": {"defaultType": "swap"},
+                }
+            }
+        }
+    )
     venue = settings.exchanges["okx-demo"]
     assert venue.ccxt == "okx" and venue.sandbox is True and venue.api_base == "http://127.0.0.1:9000"
     assert venue.options == {"defaultType": "swap"}
@@ -51,8 +60,9 @@ def test_bad_config_names_the_key(raw, message):
 
 def test_credential_alias_reads_env(monkeypatch):
     monkeypatch.setenv("GW_SECRET", "s3cr3t-value")
-    settings = parse_settings({"credentials": {"main": {"token": "tok", "apiKey": "key", "secret_env": "GW_SECRET",
-                                                        "routes": ["OKX"]}}})
+    settings = parse_settings(
+        {"credentials": {"main": {"token": "tok", "apiKey": "key", "secret_env": "GW_SECRET", "routes": ["OKX"]}}}
+    )
     alias = settings.credentials["main"]
     assert alias.fields == {"apiKey": "key", "secret": "s3cr3t-value"} and alias.routes == ("okx",)
 

@@ -108,10 +108,20 @@ def test_exchange_hints_win_over_expiry_order():
     hinted = {
         m["symbol"]: m
         for m in [
-            market("BTC/USDT:USDT-261225", "future", id_="BTCUSDT_261225", expiry=ms(2026, 12, 25),
-                   info={"contractType": "CURRENT_QUARTER"}),
-            market("BTC/USDT:USDT-270326", "future", id_="BTCUSDT_270326", expiry=ms(2027, 3, 26),
-                   info={"contractType": "NEXT_QUARTER"}),
+            market(
+                "BTC/USDT:USDT-261225",
+                "future",
+                id_="BTCUSDT_261225",
+                expiry=ms(2026, 12, 25),
+                info={"contractType": "CURRENT_QUARTER"},
+            ),
+            market(
+                "BTC/USDT:USDT-270326",
+                "future",
+                id_="BTCUSDT_270326",
+                expiry=ms(2027, 3, 26),
+                info={"contractType": "NEXT_QUARTER"},
+            ),
         ]
     }
     index = MarketIndex(hinted, "binance")

@@ -400,11 +400,12 @@ class Engine:
             inst = self.instrument(inst_key)
             inst.price = Decimal(str(price))
             for order in list(self.orders.values()):
-                if order.inst is inst and order.is_open and order.type == "limit":
-                    if (order.side == "buy" and order.price >= inst.best_ask()) or (
-                        order.side == "sell" and order.price <= inst.best_bid()
-                    ):
-                        self.fill(order.id, order.remaining)
+                if order.inst is not inst or not order.is_open or order.type != "limit":
+                    continue
+                if (order.side == "buy" and order.price >= inst.best_ask()) or (
+                    order.side == "sell" and order.price <= inst.best_bid()
+                ):
+                    self.fill(order.id, order.remaining)
 
     # --- public data --------------------------------------------------------------
     def candles(self, inst_key: str, interval_s: int, end_ms: int | None = None, limit: int = 100) -> list[tuple]:

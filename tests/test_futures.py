@@ -1,0 +1,223 @@
+"""FMZ futures functions end to end on the fake Binance USDⓈ-M and OKX SWAP/FUTURES venues."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import Account
+
+# Contract sizes differ: one binance USDⓈ-M contract is 1 BTC, one OKX BTC-USDT-SWAP contract 0.01 BTC.
+LOT = {"binance": "0.1", "okx": "2"}
+
+
+def positions(account: Account, symbol: str | None = None) -> list[dict]:
+    return account.data("positions", {"symbol": symbol} if symbol else {})
+
+
+def market_order(account: Account, symbol: str, kind: str, amount: str) -> str:
+    return account.data("trade", {"symbol": symbol, "type": kind, "price": "-1", "amount": amount})["id"]
+
+
+def test_long_lifecycle(account: Account):
+    lot = LOT[account.route]
+    assert positions(account, "BTC_USDT.swap") == []
+    order_id = market_order(account, "BTC_USDT.swap", "buy", lot)
+    assert order_id.startswith("BTC_USDT.swap,")
+    order = account.data("order", {"id": order_id})
+    assert order["status"] == "filled" and order["offset"] == "open" and order["contract_type"] == "swap"
+
+    [long] = positions(account, "BTC_USDT.swap")
+    ask = float(account.fake.engine.instruments["BTC/USDT:USDT"].best_ask())
+    assert long["type"] == "long" and long["amount"] == float(lot) and long["symbol"] == "BTC_USDT.swap"
+    assert long["price"] == pytest.approx(ask) and long["contract_type"] == "swap"
+    assert long["margin_level"] == 20 and long["margin"] > 0 and long["frozen_amount"] == 0
+
+    closing = market_order(account, "BTC_USDT.swap", "closebuy", lot)
+    assert account.data("order", {"id": closing})["offset"] == "close"
+    assert positions(account, "BTC_USDT.swap") == []
+
+
+def test_short_lifecycle(account: Account):
+    lot = LOT[account.route]
+    market_order(account, "BTC_USDT.swap", "sell", lot)
+    [short] = positions(account, "BTC_USDT.swap")
+    assert short["type"] == "short" and short["amount"] == float(lot)
+    account.fake.engine.set_price("BTC/USDT:USDT", "59000")  # the short gains
+    [short] = positions(account, "BTC_USDT.swap")
+    assert short["profit"] > 0
+    market_order(account, "BTC_USDT.swap", "closesell", lot)
+    assert positions(account, "BTC_USDT.swap") == []
+    account.fake.engine.set_price("BTC/USDT:USDT", "60000")
+
+
+def test_close_without_a_position_is_refused(account: Account):
+    message = account.error(
+        "trade", {"symbol": "BTC_USDT.swap", "type": "closebuy", "price": "-1", "amount": LOT[account.route]}
+    )
+    assert "Error" in message.split(":")[0]
+
+
+def test_set_margin_level_then_position_reports_it(account: Account):
+    assert account.data("setmarginlevel", {"symbol": "BTC_USDT.swap", "marginLevel": "10"}) is True
+    market_order(account, "BTC_USDT.swap", "buy", LOT[account.route])
+    [position] = positions(account, "BTC_USDT.swap")
+    assert position["margin_level"] == 10
+    market_order(account, "BTC_USDT.swap", "closebuy", LOT[account.route])
+
+
+@pytest.mark.parametrize("spelling", ["marginlevel", "leverage"])
+def test_margin_level_aliases_and_level_param(account: Account, spelling: str):
+    assert account.data(spelling, {"symbol": "ETH_USDT.swap", "level": 3}) is True
+    assert "param 'level' must be 1.." in account.error(spelling, {"symbol": "ETH_USDT.swap", "level": 0})
+    assert "is spot" in account.error(spelling, {"symbol": "ETH_USDT", "level": 3})
+
+
+def test_fundings_one_and_range(account: Account):
+    [btc] = account.data("fundings", {"symbol": "BTC_USDT.swap"})
+    assert btc["symbol"] == "BTC_USDT.swap" and btc["rate"] == pytest.approx(0.0001)
+    assert btc["interval"] == 8 * 3600_000 and btc["time"] % (8 * 3600_000) == 0
+    usdt = {f["symbol"]: f["rate"] for f in account.data("getfundings", {"symbol": "USDT.swap"})}
+    assert usdt == {"BTC_USDT.swap": pytest.approx(0.0001), "ETH_USDT.swap": pytest.approx(-0.00005)}
+
+
+def test_range_selectors_for_positions_orders_tickers(account: Account):
+    lot = LOT[account.route]
+    market_order(account, "BTC_USDT.swap", "buy", lot)
+    resting = account.data("trade", {"symbol": "ETH_USDT.swap", "type": "sell", "price": "3500", "amount": lot})
+    assert [p["symbol"] for p in positions(account, "USDT.swap")] == ["BTC_USDT.swap"]
+    assert [o["id"] for o in account.data("orders", {"symbol": "USDT.swap"})] == [resting["id"]]
+    tickers = {t["symbol"]: t for t in account.data("tickers", {"symbol": "USDT.swap"})}
+    assert set(tickers) == {"BTC_USDT.swap", "ETH_USDT.swap"}
+    assert tickers["BTC_USDT.swap"]["buy"] < tickers["BTC_USDT.swap"]["sell"]
+    assert positions(account, "USD.swap") == []
+    account.data("cancel", {"id": resting["id"]})
+    market_order(account, "BTC_USDT.swap", "closebuy", lot)
+
+
+def test_markets_of_contracts_carry_contract_value(account: Account):
+    data = account.data("markets", {"symbol": "USDT.swap"})
+    btc = data["BTC_USDT.swap"]
+    expected = {"binance": 1, "okx": 0.01}[account.route]
+    assert btc["ctVal"] == expected and btc["ctValCcy"] == "BTC"
+    assert btc["tickSize"] == 0.1 and btc["minQty"] > 0
+
+
+def test_ticker_of_a_swap_has_bid_and_ask(account: Account):
+    data = account.data("ticker", {"symbol": "BTC_USDT.swap"})
+    assert data["symbol"] == "BTC_USDT.swap" and 0 < data["buy"] < data["sell"]
+
+
+def test_io_set_contract_type_applies_to_unsuffixed_symbols(account: Account):
+    assert account.data("io", {"code": 2, "args": ["swap"]}) is True
+    assert account.data("ticker", {"symbol": "BTC_USDT"})["symbol"] == "BTC_USDT.swap"
+    lot = LOT[account.route]
+    order_id = market_order(account, "BTC_USDT", "buy", lot)
+    assert order_id.startswith("BTC_USDT.swap,")
+    accounts = {row["currency"]: row for row in account.data("accounts")}
+    assert accounts["USDT"]["frozen"] > 0 and "equity" in accounts["USDT"] and "upnl" in accounts["USDT"]
+    # SetDirection("closebuy") + Sell() closes the long, as on a native FMZ futures exchange
+    assert account.data("io", {"code": 1, "args": ["closebuy"]}) is True
+    market_order(account, "BTC_USDT", "sell", lot)
+    assert account.data("io", {"code": 3, "args": []}) == []
+    # top-level code/args, as some dockers send them
+    reply = account.gateway.http.post(
+        f"{account.gateway.url}/{account.route}",
+        json={
+            "access_key": account.access_key,
+            "secret_key": account.secret_key,
+            "method": "io",
+            "code": 2,
+            "args": ["spot"],
+            "params": {},
+        },
+    ).json()
+    assert reply["data"] is True
+    assert account.data("ticker", {"symbol": "BTC_USDT"})["symbol"] == "BTC_USDT"
+
+
+def test_io_rejects_unknown_codes_and_directions(account: Account):
+    assert "unknown code 9" in account.error("io", {"code": 9, "args": []})
+    assert "SetDirection" in account.error("io", {"code": 1, "args": ["up"]})
+
+
+def test_io_margin_level_without_symbol_applies_before_the_next_order(account: Account):
+    assert account.data("io", {"code": 0, "args": [7]}) is True
+    market_order(account, "ETH_USDT.swap", "buy", LOT[account.route])
+    [position] = positions(account, "ETH_USDT.swap")
+    assert position["margin_level"] == 7
+    market_order(account, "ETH_USDT.swap", "closebuy", LOT[account.route])
+
+
+def enable_hedge_mode(account: Account) -> None:
+    if account.route == "binance":
+        account.data("__api_/fapi/v1/positionSide/dual", {"dualSidePosition": "true"}, http_method="POST")
+    else:
+        account.data("__api_/api/v5/account/set-position-mode", {"posMode": "long_short_mode"}, http_method="POST")
+
+
+def test_hedge_mode_closes_carry_the_position_side(account: Account):
+    enable_hedge_mode(account)
+    lot = LOT[account.route]
+    market_order(account, "BTC_USDT.swap", "buy", lot)
+    market_order(account, "BTC_USDT.swap", "sell", lot)
+    sides = sorted(p["type"] for p in positions(account, "BTC_USDT.swap"))
+    assert sides == ["long", "short"]
+    market_order(account, "BTC_USDT.swap", "closebuy", lot)
+    assert [p["type"] for p in positions(account, "BTC_USDT.swap")] == ["short"]
+    market_order(account, "BTC_USDT.swap", "closesell", lot)
+    assert positions(account, "BTC_USDT.swap") == []
+
+
+def test_limit_order_on_a_swap(account: Account):
+    placed = account.data(
+        "trade", {"symbol": "BTC_USDT.swap", "type": "buy", "price": "50000", "amount": LOT[account.route]}
+    )
+    order = account.data("order", {"id": placed["id"]})
+    assert order["status"] == "pending" and order["symbol"] == "BTC_USDT.swap" and order["price"] == 50000
+    assert [o["id"] for o in account.data("orders", {"symbol": "BTC_USDT.swap"})] == [placed["id"]]
+    assert account.data("cancel", {"id": placed["id"]}) is True
+    assert account.data("order", {"id": placed["id"]})["status"] == "canceled"
+
+
+def test_delivery_contract_by_relative_name(account: Account):
+    symbol = {"binance": "BTC_USDT.quarter", "okx": "BTC_USD.this_week"}[account.route]
+    ticker = account.data("ticker", {"symbol": symbol})
+    assert ticker["symbol"].startswith(symbol.split(".")[0] + ".") and ticker["buy"] > 0
+    assert ticker["symbol"] != symbol  # answered with the exchange's own contract code
+    [market] = account.data("markets", {"symbol": symbol}).values()
+    assert market["symbol"] == ticker["symbol"]
+    # the returned code is itself a valid symbol
+    assert account.data("ticker", {"symbol": ticker["symbol"]})["symbol"] == ticker["symbol"]
+
+
+def test_unknown_relative_contract_names_the_exchange(account: Account):
+    message = account.error("ticker", {"symbol": "ETH_USDT.next_quarter"})
+    assert "has no next_quarter delivery contract" in message
+
+
+@pytest.fixture
+def okx_account(gateway, fake_okx) -> Account:
+    from tests.conftest import open_account
+
+    return open_account("okx", fake_okx, gateway)
+
+
+def test_inverse_swap_margined_in_the_base_currency(okx_account: Account):
+    account = okx_account
+    btc_before = account.balance("BTC")[0]
+    market_order(account, "BTC_USD.swap", "buy", "5")
+    [position] = positions(account, "BTC_USD.swap")
+    assert position["type"] == "long" and position["amount"] == 5 and position["symbol"] == "BTC_USD.swap"
+    assert account.balance("BTC")[0] < btc_before  # margin came out of BTC
+    assert [p["symbol"] for p in positions(account, "USD.swap")] == ["BTC_USD.swap"]
+    assert positions(account, "USDT.swap") == []
+    market_order(account, "BTC_USD.swap", "closebuy", "5")
+    assert positions(account, "BTC_USD.swap") == []
+    assert account.balance("BTC")[0] == pytest.approx(btc_before, rel=1e-6)
+
+
+def test_inverse_futures_range(okx_account: Account):
+    fundings = okx_account.data("fundings", {"symbol": "USD.swap"})
+    assert [f["symbol"] for f in fundings] == ["BTC_USD.swap"] and fundings[0]["rate"] == pytest.approx(0.0002)
+    futures = okx_account.data("markets", {"symbol": "USD.futures"})
+    assert futures and all(m["ctValCcy"] == "USD" for m in futures.values())
