@@ -114,19 +114,26 @@ def decimal_param(params: dict, name: str, *, required: bool = True, default: De
     if isinstance(value, bool) or value is None:
         raise BadRequest(f"param '{name}' must be a number, got {json.dumps(value)}")
     if isinstance(value, int):
-        return Decimal(value)
+        return _in_range(name, Decimal(value))
     if isinstance(value, float):
         if not math.isfinite(value):
             raise BadRequest(f"param '{name}' must be a finite number")
-        return Decimal(repr(value))
+        return _in_range(name, Decimal(repr(value)))
     if isinstance(value, str) and value.isascii() and DECIMAL_STRING.match(value.strip()):
         try:
             number = Decimal(value.strip())
         except InvalidOperation:
             raise BadRequest(f"param '{name}' is not a number: {value[:32]!r}") from None
         if number.is_finite():
-            return number
+            return _in_range(name, number)
     raise BadRequest(f"param '{name}' must be a number, got {json.dumps(value)[:40]}")
+
+
+def _in_range(name: str, number: Decimal) -> Decimal:
+    """No price, amount, limit or time needs more than 30 digits either side of the point."""
+    if number and not -30 <= number.adjusted() <= 30:
+        raise BadRequest(f"param '{name}' is out of range: {number:.3e}")
+    return number
 
 
 def int_param(params: dict, name: str, *, required: bool = False, default: int | None = None) -> int | None:

@@ -81,3 +81,9 @@ def test_int_params():
         int_param({"limit": "1.5"}, "limit")
     with pytest.raises(BadRequest, match="required"):
         int_param({}, "limit", required=True)
+
+
+@pytest.mark.parametrize("value", ["1e999999", "1e-40", 10**40])
+def test_absurd_magnitudes_are_out_of_range(value):
+    with pytest.raises(BadRequest, match="out of range"):
+        decimal_param({"x": value}, "x")
