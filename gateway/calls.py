@@ -131,13 +131,20 @@ class Call:
         return await _with_retries(factory, self.settings)
 
 
+def _parsed(result: Any) -> Any:
+    """ccxt hands a body it could not decode on as a string in `info`; that is no answer."""
+    if isinstance(result, dict) and isinstance(result.get("info"), str):
+        raise ccxt.BadResponse(f"the exchange answered with a body that is not JSON: {result['info'][:80]!r}")
+    return result
+
+
 async def _with_retries(factory: Callable[[], Awaitable[Any]], settings: ClientSettings) -> Any:
     delay = settings.retry_backoff
     for attempt in range(settings.read_retries + 1):
         try:
-            return await factory()
+            return _parsed(await factory())
         except RETRYABLE_READ_ERRORS as exc:
-            if attempt >= settings.read_retries or isinstance(exc, ccxt.ExchangeClosedByUser):
+            if attempt >= settings.read_retries:
                 raise
             log.info("retrying read after %s (attempt %d)", type(exc).__name__, attempt + 1)
             await asyncio.sleep(delay)

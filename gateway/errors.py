@@ -79,4 +79,5 @@ def kind_default_message(exc: BaseException) -> str:
 RETRYABLE_READ_ERRORS: tuple[type[BaseException], ...] = (
     ccxt.NetworkError,  # includes RequestTimeout, ExchangeNotAvailable, DDoSProtection, RateLimitExceeded
     ccxt.RateLimitExceeded,
+    ccxt.BadResponse,  # a garbled or truncated reply
 )

@@ -297,7 +297,7 @@ async def _find_order(call: Call, order_id: str, symbol: str) -> dict:
                     call.exchange, "fetch_open_order" if single == "fetchOpenOrder" else "fetch_closed_order"
                 )
                 return await call.read(None, lambda m=method: m(order_id, symbol))
-            except ccxt.OrderNotFound:
+            except (ccxt.OrderNotFound, ccxt.NotSupported):  # not there, or not for this market type
                 continue
     for listing in ("fetchOpenOrders", "fetchClosedOrders", "fetchCanceledOrders", "fetchOrders"):
         if call.has(listing):

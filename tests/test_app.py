@@ -40,7 +40,7 @@ def envelope(**fields) -> bytes:
         (envelope(params={"symbol": 5}), "invalid symbol 5"),
         (envelope(method="depth", params={"symbol": "BTC_USDT", "limit": "ten"}), "param 'limit' must be a number"),
         (envelope(method="records", params={"symbol": "BTC_USDT", "period": None}), "param 'period'"),
-        ("{\"method\": \"ticker\", \"params\": {\"symbol\": \"\u0411TC_USDT\"}}".encode(), "invalid symbol"),
+        ('{"method": "ticker", "params": {"symbol": "\u0411TC_USDT"}}'.encode(), "invalid symbol"),
     ],
 )
 def test_bad_requests_get_a_clear_error(gateway: GatewayClient, content: bytes, expected: str):

@@ -22,3 +22,58 @@ def test_scrub_removes_secrets_and_signatures():
     cleaned = scrub(text, ["my-secret-value"])
     assert "abcdef0123" not in cleaned and "hunter22" not in cleaned and "my-secret-value" not in cleaned
     assert "signature=***" in cleaned
+
+
+# --- end to end: the suite's canary secret never leaves the gateway ------------------------
+
+import json  # noqa: E402
+import re  # noqa: E402
+
+from tests.conftest import CANARY_PASSPHRASE, CANARY_SECRET, CAPTURED, open_account  # noqa: E402
+from tests.fakes.server import Fault  # noqa: E402
+
+
+def test_exchange_echoing_the_secret_is_scrubbed_from_raw(gateway, fake_binance):
+    account = open_account("binance", fake_binance, gateway)
+    echo = json.dumps({"makerCommission": 10, "echo": CANARY_SECRET, "balances": []}).encode()
+    fake_binance.faults.inject(Fault(status=200, body=echo), "/api/v3/account")
+    reply = account.call("__api_/api/v3/account", {})
+    text = json.dumps(reply)
+    assert CANARY_SECRET not in text and "***" in text
+
+
+def test_signed_urls_in_errors_lose_their_signature(gateway, fake_binance):
+    account = open_account("binance", fake_binance, gateway)
+    fake_binance.faults.inject(
+        Fault(status=502, body=b"bad gateway", content_type="text/plain"), "/api/v3/account", times=3
+    )
+    message = account.error("accounts")
+    assert not re.search(r"signature=[0-9a-f]{16}", message)
+    fake_binance.faults.faults.clear()
+
+
+def test_failures_with_the_canary_keep_it_out_of_errors_and_logs(gateway, fake_okx):
+    account = open_account("okx", fake_okx, gateway)
+    start = len(CAPTURED.lines)
+    messages = [
+        account.error("accounts", secret_key=f"{CANARY_SECRET},wrong-passphrase"),
+        account.error("accounts", secret_key=f"wrong-secret,{CANARY_PASSPHRASE}"),
+        account.error("trade", {"symbol": "BTC_USDT", "type": "buy", "price": "1", "amount": "9999999"}),
+        account.error("order", {"id": f"BTC_USDT,{CANARY_SECRET}"}),
+    ]
+    assert all(
+        m.startswith(
+            (
+                "AuthenticationError:",
+                "InsufficientFunds:",
+                "OrderNotFound:",
+                "BadRequest:",
+                "ExchangeError:",
+                "InvalidOrder:",
+            )
+        )
+        for m in messages
+    ), messages
+    logged = "\n".join(CAPTURED.lines[start:])
+    for text in [*messages, logged]:
+        assert CANARY_SECRET not in text and CANARY_PASSPHRASE not in text

@@ -221,3 +221,12 @@ def test_inverse_futures_range(okx_account: Account):
     assert [f["symbol"] for f in fundings] == ["BTC_USD.swap"] and fundings[0]["rate"] == pytest.approx(0.0002)
     futures = okx_account.data("markets", {"symbol": "USD.futures"})
     assert futures and all(m["ctValCcy"] == "USD" for m in futures.values())
+
+
+def test_usdt_futures_range(account: Account):
+    markets = account.data("markets", {"symbol": "USDT.futures"})
+    assert markets and all(m["quoteAsset"] == "USDT" and m["symbol"].startswith("BTC_USDT.") for m in markets.values())
+    assert all(not symbol.endswith(".swap") for symbol in markets)
+    tickers = account.data("tickers", {"symbol": "USDT.futures"})
+    assert {t["symbol"] for t in tickers} == set(markets)
+    assert account.data("positions", {"symbol": "USDT.futures"}) == []

@@ -247,3 +247,18 @@ def test_wrong_secret_is_an_authentication_error(account: Account):
 def test_unknown_pair_names_the_exchange(account: Account):
     message = account.error("ticker", {"symbol": "DOGE_XYZ"})
     assert message.startswith("BadRequest:") and "DOGE_XYZ" in message and account.route in message
+
+
+def test_get_order_falls_back_to_order_lists_where_fetch_order_is_missing(account: Account):
+    placed = account.data("trade", {"symbol": "LTC_USDT", "type": "buy", "price": "70", "amount": "0.5"})
+    pool = account.gateway.app.state.gateway.pool
+    [handle] = [
+        h
+        for (route, _), h in pool.private_clients.items()
+        if route == account.route and h.exchange.apiKey == account.access_key
+    ]
+    handle.exchange.has = {**handle.exchange.has, "fetchOrder": False}
+    order = account.data("order", {"id": placed["id"]})
+    assert order["id"] == placed["id"] and order["status"] == "pending"
+    account.data("cancel", {"id": placed["id"]})
+    assert account.data("order", {"id": placed["id"]})["status"] == "canceled"

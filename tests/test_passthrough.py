@@ -56,14 +56,21 @@ def test_binance_signed_get_returns_the_reply_verbatim(account: Account):
 def test_binance_signed_post_places_an_order(account: Account):
     if account.route != "binance":
         pytest.skip("binance paths")
-    params = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.001",
-              "price": "50000"}
+    params = {
+        "symbol": "BTCUSDT",
+        "side": "BUY",
+        "type": "LIMIT",
+        "timeInForce": "GTC",
+        "quantity": "0.001",
+        "price": "50000",
+    }
     placed = account.data("__api_/api/v3/order", params, http_method="POST")
     assert placed["status"] == "NEW" and placed["symbol"] == "BTCUSDT"
     orders = account.data("orders", {"symbol": "BTC_USDT"})
     assert [o["id"] for o in orders] == [f"BTC_USDT,{placed['orderId']}"]
-    cancel = account.data("__api_/api/v3/order", {"symbol": "BTCUSDT", "orderId": placed["orderId"]},
-                          http_method="DELETE")
+    cancel = account.data(
+        "__api_/api/v3/order", {"symbol": "BTCUSDT", "orderId": placed["orderId"]}, http_method="DELETE"
+    )
     assert cancel["status"] == "CANCELED"
 
 

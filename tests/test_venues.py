@@ -11,11 +11,18 @@ from tests.conftest import OKX_SECRET_KEY, GatewayClient
 
 
 def test_rewrite_keeps_paths_and_templates():
-    urls = {"public": "https://api.binance.com/api/v3", "rest": "https://{hostname}",
-            "nested": {"spot": "https://api.gateio.ws/api/v4"}, "list": ["https://a.b/c"]}
+    urls = {
+        "public": "https://api.binance.com/api/v3",
+        "rest": "https://{hostname}",
+        "nested": {"spot": "https://api.gateio.ws/api/v4"},
+        "list": ["https://a.b/c"],
+    }
     assert rewrite_api_urls(urls, "http://127.0.0.1:9") == {
-        "public": "http://127.0.0.1:9/api/v3", "rest": "http://127.0.0.1:9",
-        "nested": {"spot": "http://127.0.0.1:9/api/v4"}, "list": ["http://127.0.0.1:9/c"]}
+        "public": "http://127.0.0.1:9/api/v3",
+        "rest": "http://127.0.0.1:9",
+        "nested": {"spot": "http://127.0.0.1:9/api/v4"},
+        "list": ["http://127.0.0.1:9/c"],
+    }
 
 
 def test_every_binance_url_points_at_the_base():
