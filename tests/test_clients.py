@@ -29,12 +29,13 @@ async def test_markets_load_once_for_concurrent_callers_and_are_shared_by_refere
     public_exchange, index = results[0]
     master = pool.scope_for(venue).master
     assert public_exchange.markets is master.markets and index.markets is master.markets
-    async with pool.private(venue, make_credentials({"apiKey": API_KEY, "secret": CANARY_SECRET})) as (one, _):
-        async with pool.private(venue, make_credentials({"apiKey": OTHER_KEY, "secret": "other"})) as (two, _):
-            assert one is not two
-            assert one.markets is master.markets and two.markets is master.markets
-            assert one.markets_by_id is master.markets_by_id and one.currencies is master.currencies
-            assert one.session is two.session is public_exchange.session  # one shared aiohttp session
+    first = make_credentials({"apiKey": API_KEY, "secret": CANARY_SECRET})
+    second = make_credentials({"apiKey": OTHER_KEY, "secret": "other"})
+    async with pool.private(venue, first) as (one, _), pool.private(venue, second) as (two, _):
+        assert one is not two
+        assert one.markets is master.markets and two.markets is master.markets
+        assert one.markets_by_id is master.markets_by_id and one.currencies is master.currencies
+        assert one.session is two.session is public_exchange.session  # one shared aiohttp session
     await pool.close()
 
 
