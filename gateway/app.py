@@ -181,8 +181,10 @@ async def read_body(request: Request, limit: int) -> bytes:
 def json_response(body: dict, secrets: tuple[str, ...] = (), status: int = 200) -> Response:
     text = encode_json(body)
     for secret in secrets:
-        if secret and len(secret) >= 4 and secret in text:  # an exchange echoed a credential back
-            text = text.replace(json.dumps(secret)[1:-1], "***")
+        if secret and len(secret) >= 4:
+            escaped = json.dumps(secret, ensure_ascii=False)[1:-1]
+            if escaped in text:  # an exchange echoed a credential back
+                text = text.replace(escaped, "***")
     return Response(text, status_code=status, media_type="application/json")
 
 

@@ -18,7 +18,7 @@ from gateway import convert
 from gateway.calls import Call
 from gateway.errors import BadRequest, GatewayError, not_supported
 from gateway.protocol import decimal_param, int_param
-from gateway.symbols import SymbolRange
+from gateway.symbols import FmzSymbol, SymbolRange
 
 # Depths an exchange accepts, where it accepts only some (ask for the next size up, truncate).
 DEPTH_SIZES = {
@@ -167,6 +167,15 @@ def ohlcv_max_limit(exchange: Any, market: dict) -> int:
 
 async def markets(call: Call) -> tuple[Any, Any]:
     selector = call.symbol_param(required=False)
+    memo_key = ("markets", str(selector) if selector is not None else _default_market_kind(call))
+    cached = call.index.memo.get(memo_key)
+    if cached is None:
+        cached = call.index.memo[memo_key] = _fmz_markets(call, selector)
+    return cached, None
+
+
+def _fmz_markets(call: Call, selector: FmzSymbol | SymbolRange | None) -> dict:
+    """GetMarkets' reply; built once per loaded markets and selector (the markets are immutable)."""
     if selector is None:
         wanted = _default_market_kind(call)
         chosen = [m for m in call.index.markets.values() if (m.get("type") or "spot") == wanted]
@@ -181,7 +190,7 @@ async def markets(call: Call) -> tuple[Any, Any]:
     for market in chosen:
         fmz_symbol = call.index.fmz_symbol(market)
         data[fmz_symbol] = convert.to_fmz_market(market, fmz_symbol, mode)
-    return data, None
+    return data
 
 
 def _default_market_kind(call: Call) -> str:

@@ -102,6 +102,7 @@ class MarketIndex:
         self._by_pair: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
         self._by_code: dict[str, dict] = {}
         self._fmz_symbols: dict[str, str] = {}
+        self.memo: dict[tuple, object] = {}  # derived views of these markets (e.g. GetMarkets replies)
         for market in markets.values():
             kind = market.get("type") or "spot"
             self._by_pair[(str(market.get("base")), str(market.get("quote")), kind)].append(market)
