@@ -9,9 +9,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from cachetools import LRUCache
+from cachetools import LRUCache, TTLCache
 
 POSITION_MODE_TTL = 60.0
+ORDER_NONCE_TTL = 600.0  # how long a repeated `trade` nonce returns the first placement's outcome
+ORDER_NONCES_KEPT = 1024
+
+
+def _recent_orders() -> TTLCache:
+    return TTLCache(maxsize=ORDER_NONCES_KEPT, ttl=ORDER_NONCE_TTL)
 
 
 @dataclass
@@ -21,6 +27,7 @@ class TradingState:
     margin_level: int | None = None  # from io code 0 without a symbol: applied before the next order
     applied_leverage: dict[str, int] = field(default_factory=dict)  # ccxt symbol -> leverage set
     hedged: dict[str, tuple[bool, float]] = field(default_factory=dict)  # ccxt symbol -> (hedged, when)
+    recent_orders: TTLCache = field(default_factory=_recent_orders)  # trade nonce -> asyncio.Future of the reply
 
     def known_position_mode(self, ccxt_symbol: str) -> bool | None:
         entry = self.hedged.get(ccxt_symbol)

@@ -7,6 +7,7 @@ clear error here rather than an exchange rejection.
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from typing import Any
 
@@ -25,6 +26,21 @@ ORDER_KINDS = {  # FMZ trade type -> (ccxt side, reduce-only)
 
 
 async def trade(call: Call) -> tuple[Any, Any]:
+    """Place an order once per FMZ nonce: a docker that re-sends the same request gets the same order."""
+    nonce = call.envelope.nonce
+    if nonce is None or call.state is None:
+        return await _place(call)
+    key = (nonce, repr(sorted(call.params.items())))
+    recent = call.state.recent_orders
+    placed = recent.get(key)
+    if placed is None:
+        # Kept whatever the outcome: after a timeout the order may exist, so a re-sent request must
+        # not place it again; it gets the first attempt's answer (an id or the same error).
+        placed = recent[key] = asyncio.ensure_future(_place(call))
+    return await asyncio.shield(placed)
+
+
+async def _place(call: Call) -> tuple[Any, Any]:
     market, fmz_symbol = call.market()
     call.require("createOrder", "CreateOrder")
     kind = str_param(call.params, "type").lower()
