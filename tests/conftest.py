@@ -8,6 +8,7 @@ shows up in any of them.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,7 +143,7 @@ class GatewayClient:
         body = {
             "access_key": access_key,
             "secret_key": secret_key,
-            "nonce": 1,
+            "nonce": time.time_ns(),
             "method": method,
             "params": params or {},
         }
