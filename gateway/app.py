@@ -29,7 +29,7 @@ from gateway.errors import BadRequest, GatewayError, error_message, scrub
 from gateway.methods import METHODS, lookup
 from gateway.protocol import Envelope, error_body, parse_envelope, success_body
 from gateway.settings import Settings
-from gateway.state import StateStore
+from gateway.state import OrderNonces, StateStore
 from gateway.venues import VenueRegistry
 
 log = logging.getLogger("gateway")
@@ -44,6 +44,7 @@ class Gateway:
         self.pool = ClientPool(settings.clients)
         self.states = StateStore()
         self.single_flight = SingleFlight()
+        self.order_nonces = OrderNonces()
         self.started = time.time()
 
     async def handle(self, route: str, body: bytes, http_method_header: str | None) -> tuple[dict, tuple[str, ...]]:
@@ -60,9 +61,12 @@ class Gateway:
                 envelope.access_key, envelope.secret_key, self.settings.credentials, venue.route
             )
             secrets = (*credentials.secrets, envelope.secret_key)
-            state = self.states.get(venue.route, credentials.cache_key)
-            if method.private and credentials.empty and envelope.method != "io":
+            if method.private and credentials.empty:
                 raise GatewayError(f"{method.fmz_name} needs access_key and secret_key", "AuthenticationError")
+            if envelope.method == "io":
+                state = self.states.get_or_create(venue.route, credentials.cache_key)
+            else:
+                state = self.states.peek(venue.route, credentials.cache_key)
             if method.private and not credentials.empty:
                 async with self.pool.private(venue, credentials) as (exchange, index):
                     data, raw = await method.handler(self._call(envelope, venue, credentials, state, exchange, index))
@@ -76,11 +80,21 @@ class Gateway:
             return error_body(message), secrets
 
     def _call(self, envelope, venue, credentials: Credentials, state, exchange, index) -> Call:
-        return Call(envelope, venue, credentials, state, exchange, index, self.settings.clients, self.single_flight)
+        return Call(
+            envelope,
+            venue,
+            credentials,
+            state,
+            exchange,
+            index,
+            self.settings.clients,
+            self.single_flight,
+            self.order_nonces,
+        )
 
     @staticmethod
     def _log_failure(route: str, envelope: Envelope | None, exc: Exception, message: str, secrets: tuple) -> None:
-        method = envelope.method[:80] if envelope else "?"
+        method = scrub(envelope.method[:80], secrets) if envelope else "?"
         if isinstance(exc, GatewayError | ccxt.BaseError):
             log.info("%s %s failed: %s", route[:64], method, message)
             return

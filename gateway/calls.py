@@ -20,7 +20,7 @@ from gateway.credentials import Credentials
 from gateway.errors import RETRYABLE_READ_ERRORS, BadRequest, not_supported
 from gateway.protocol import Envelope, str_param
 from gateway.settings import ClientSettings
-from gateway.state import TradingState
+from gateway.state import OrderNonces, TradingState
 from gateway.symbols import FmzSymbol, MarketIndex, SymbolRange, parse_symbol
 from gateway.venues import Venue
 
@@ -56,6 +56,7 @@ class Call:
     index: MarketIndex
     settings: ClientSettings
     single_flight: SingleFlight | None = None
+    order_nonces: OrderNonces | None = None
 
     @property
     def params(self) -> dict[str, Any]:
@@ -67,8 +68,9 @@ class Call:
 
     @property
     def default_contract(self) -> str | None:
-        if self.state is not None and self.state.contract_type:
-            return self.state.contract_type
+        """What an unsuffixed symbol means: SetContractType's choice, else the route's defaultType."""
+        if self.state is not None and self.state.contract_type is not None:
+            return None if self.state.contract_type == "spot" else self.state.contract_type
         default_type = self.venue.options.get("defaultType")
         return "swap" if default_type == "swap" else None
 
@@ -114,7 +116,7 @@ class Call:
         raw_id = str_param(self.params, "id")
         fmz_part, comma, exchange_order_id = raw_id.partition(",")
         if comma and exchange_order_id:
-            symbol = parse_symbol(fmz_part, self.default_contract)
+            symbol = parse_symbol(fmz_part)  # ids we mint are explicit: no suffix means spot
             if isinstance(symbol, SymbolRange):
                 raise BadRequest(f"order id {raw_id[:64]!r}: expected '<symbol>,<order id>'")
             market, fmz_symbol = self.market_of(symbol)

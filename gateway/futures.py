@@ -44,11 +44,9 @@ async def positions(call: Call) -> tuple[Any, Any]:
 
 
 async def _known_leverage(call: Call, symbol: str | None) -> float | None:
-    """Leverage for a position that does not report it: what we set, else the exchange's setting."""
+    """Leverage for a position that does not report it: the exchange's setting for the symbol."""
     if not symbol:
         return None
-    if call.state is not None and symbol in call.state.applied_leverage:
-        return call.state.applied_leverage[symbol]
     if not call.has("fetchLeverage"):
         return None
     try:
@@ -76,8 +74,8 @@ async def set_margin_level(call: Call) -> tuple[Any, Any]:
         raise BadRequest("SetMarginLevel needs one contract, not a range")
     market = _contract_market(call, symbol)
     result = await call.exchange.set_leverage(level, market["symbol"])
-    if call.state is not None:
-        call.state.applied_leverage[market["symbol"]] = level
+    if call.state is not None:  # an explicit level wins over a pending io SetMarginLevel
+        call.state.leverage_settled.add(market["symbol"])
     return True, result if isinstance(result, dict | list) else None
 
 
@@ -135,12 +133,14 @@ async def io(call: Call) -> tuple[Any, Any]:
     state = call.state
     if state is None:
         raise BadRequest("io calls need an access_key: the contract and direction are kept per key")
+    if any(not isinstance(arg, str | int | float) or isinstance(arg, bool) for arg in args):
+        raise BadRequest("io: 'args' must hold strings or numbers")
     if code == 0:
         level = int_param({"level": args[0] if args else None}, "level", required=True)
         if not 1 <= level <= MAX_LEVERAGE:
             raise BadRequest(f"io SetMarginLevel: level must be 1..{MAX_LEVERAGE}, got {level}")
         state.margin_level = level
-        state.applied_leverage.clear()
+        state.leverage_settled.clear()
         if call.params.get("symbol"):
             call.params["marginLevel"] = level
             return await set_margin_level(call)
@@ -156,9 +156,7 @@ async def io(call: Call) -> tuple[Any, Any]:
         if not contract or len(contract) > 64 or any(c in contract for c in " ,/"):
             raise BadRequest("io SetContractType: expected swap, this_week, ..., quarter or an exchange code")
         lowered = contract.lower()
-        state.contract_type = (
-            None if lowered == "spot" else lowered if lowered in (*RELATIVE_CONTRACTS, "swap") else contract
-        )
+        state.contract_type = lowered if lowered in (*RELATIVE_CONTRACTS, "swap", "spot") else contract
         return True, None
     if code == 3:
         return await positions(call)

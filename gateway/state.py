@@ -1,42 +1,29 @@
-"""Per (route, key) trading state set by the older docker's `io` calls.
+"""State that outlives one call: the older docker's `io` settings, and recent order nonces.
 
 SetContractType and SetDirection arrive as `io` codes 2 and 1 and must stick: later calls whose
 symbol has no contract suffix trade that contract, and a later Buy/Sell honours the direction.
+The state is kept per (route, API key), so strategies that share one key on one route share it
+(as they would share one exchange object). Only an `io` call creates it; other calls only read.
 """
 
 from __future__ import annotations
 
-import time
+import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 from cachetools import LRUCache, TTLCache
 
-POSITION_MODE_TTL = 60.0
 ORDER_NONCE_TTL = 600.0  # how long a repeated `trade` nonce returns the first placement's outcome
-ORDER_NONCES_KEPT = 1024
-
-
-def _recent_orders() -> TTLCache:
-    return TTLCache(maxsize=ORDER_NONCES_KEPT, ttl=ORDER_NONCE_TTL)
+ORDER_NONCES_KEPT = 10_000
 
 
 @dataclass
 class TradingState:
-    contract_type: str | None = None  # "swap", "quarter", an exchange code...; None = spot
+    contract_type: str | None = None  # None = never set; "spot"; "swap"; "quarter"; an exchange code
     direction: str | None = None  # buy | sell | closebuy | closesell
-    margin_level: int | None = None  # from io code 0 without a symbol: applied before the next order
-    applied_leverage: dict[str, int] = field(default_factory=dict)  # ccxt symbol -> leverage set
-    hedged: dict[str, tuple[bool, float]] = field(default_factory=dict)  # ccxt symbol -> (hedged, when)
-    recent_orders: TTLCache = field(default_factory=_recent_orders)  # trade nonce -> asyncio.Future of the reply
-
-    def known_position_mode(self, ccxt_symbol: str) -> bool | None:
-        entry = self.hedged.get(ccxt_symbol)
-        if entry is None or time.monotonic() - entry[1] > POSITION_MODE_TTL:
-            return None
-        return entry[0]
-
-    def remember_position_mode(self, ccxt_symbol: str, hedged: bool) -> None:
-        self.hedged[ccxt_symbol] = (hedged, time.monotonic())
+    margin_level: int | None = None  # from io code 0 without a symbol: applied before the next opening order
+    leverage_settled: set[str] = field(default_factory=set)  # ccxt symbols whose leverage needs no pending set
 
 
 class StateStore:
@@ -45,13 +32,34 @@ class StateStore:
     def __init__(self, maxsize: int = 10_000) -> None:
         self._states: LRUCache = LRUCache(maxsize=maxsize)
 
-    def get(self, route: str, cache_key: str) -> TradingState:
+    def get_or_create(self, route: str, cache_key: str) -> TradingState:
         key = (route, cache_key)
         state = self._states.get(key)
         if state is None:
-            state = TradingState()
-            self._states[key] = state
+            state = self._states[key] = TradingState()
         return state
 
     def peek(self, route: str, cache_key: str) -> TradingState | None:
         return self._states.get((route, cache_key))
+
+
+class OrderNonces:
+    """(route, key, nonce, order) -> the placement (in flight or finished), for a bounded time.
+
+    A docker that re-sends a `trade` (same nonce, same order) gets the first answer instead of a
+    second order. Entries are small: a digest of the normalised order, never the raw request.
+    """
+
+    def __init__(self, maxsize: int = ORDER_NONCES_KEPT, ttl: float = ORDER_NONCE_TTL) -> None:
+        self._entries: TTLCache = TTLCache(maxsize=maxsize, ttl=ttl)
+
+    @staticmethod
+    def key(route: str, cache_key: str, nonce: int, order: tuple) -> tuple:
+        digest = hashlib.sha256(repr(order).encode()).hexdigest()[:32]
+        return (route, cache_key, nonce, digest)
+
+    def get(self, key: tuple) -> Any:
+        return self._entries.get(key)
+
+    def put(self, key: tuple, value: Any) -> None:
+        self._entries[key] = value

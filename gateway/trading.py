@@ -1,21 +1,29 @@
 """Order placement (`trade`): spot and contracts, limit and market.
 
 Never retried: a timeout after the exchange accepted an order would otherwise place it twice.
-Amounts and prices go through ccxt's precision helpers, so an amount that rounds to zero is a
-clear error here rather than an exchange rejection.
+Everything is parsed and rounded before anything is sent: an amount that rounds to zero is a
+clear error here rather than an exchange rejection, and a limit price is only ever rounded in
+the caller's favour (a buy down, a sell up).
 """
 
 from __future__ import annotations
 
 import asyncio
-from decimal import Decimal
+import logging
+import time
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 import ccxt.async_support as ccxt
 
+from gateway import convert
 from gateway.calls import Call
-from gateway.errors import BadRequest
+from gateway.errors import BadRequest, GatewayError, error_message
 from gateway.protocol import decimal_param, str_param
+
+log = logging.getLogger("gateway.trading")
+POSITION_MODE_TTL = 300.0
 
 ORDER_KINDS = {  # FMZ trade type -> (ccxt side, reduce-only)
     "buy": ("buy", False),
@@ -25,29 +33,76 @@ ORDER_KINDS = {  # FMZ trade type -> (ccxt side, reduce-only)
 }
 
 
+@dataclass(frozen=True)
+class OrderRequest:
+    """A fully validated order, ready to send."""
+
+    market: dict
+    fmz_symbol: str
+    side: str
+    reduce_only: bool
+    amount: Decimal  # base units, contracts, or (spot market buy) quote currency to spend
+    price: Decimal | None  # None = market
+
+    @property
+    def contract(self) -> bool:
+        return bool(self.market.get("contract"))
+
+    @property
+    def spends_quote(self) -> bool:
+        return self.price is None and self.side == "buy" and not self.contract
+
+    def identity(self) -> tuple:
+        return (self.market["symbol"], self.side, self.reduce_only, str(self.amount), str(self.price))
+
+
+@dataclass(frozen=True)
+class PlacementFailed:
+    """A finished placement that failed, kept small (no traceback, no client)."""
+
+    kind: str
+    message: str
+
+
 async def trade(call: Call) -> tuple[Any, Any]:
-    """Place an order once per FMZ nonce: a docker that re-sends the same request gets the same order."""
-    nonce = call.envelope.nonce
-    if nonce is None or call.state is None:
-        return await _place(call)
-    key = (nonce, repr(sorted(call.params.items())))
-    recent = call.state.recent_orders
-    placed = recent.get(key)
-    if placed is None:
-        # Kept whatever the outcome: after a timeout the order may exist, so a re-sent request must
-        # not place it again; it gets the first attempt's answer (an id or the same error).
-        placed = recent[key] = asyncio.ensure_future(_place(call))
-    return await asyncio.shield(placed)
+    order = parse_order(call)
+    nonces, nonce = call.order_nonces, call.envelope.nonce
+    if nonces is None or nonce is None:
+        return await place(call, order)
+    key = nonces.key(call.venue.route, call.credentials.cache_key, nonce, order.identity())
+    previous = nonces.get(key)
+    if previous is None:
+        task = asyncio.ensure_future(place(call, order))
+        nonces.put(key, task)
+        task.add_done_callback(lambda done: nonces.put(key, _outcome(done)))
+        return await asyncio.shield(task)
+    log.warning("trade with nonce %s repeated on %s: answering with the first placement", nonce, call.venue.route)
+    if isinstance(previous, asyncio.Future):
+        return await asyncio.shield(previous)
+    if isinstance(previous, PlacementFailed):
+        raise GatewayError(previous.message, previous.kind)
+    return previous
 
 
-async def _place(call: Call) -> tuple[Any, Any]:
+def _outcome(done: asyncio.Future) -> Any:
+    if done.cancelled():
+        return PlacementFailed("RequestCancelled", "the first placement of this order was cancelled")
+    exc = done.exception()
+    if exc is not None:
+        kind, _, message = error_message(exc).partition(": ")
+        return PlacementFailed(kind, message)
+    return done.result()
+
+
+def parse_order(call: Call) -> OrderRequest:
     market, fmz_symbol = call.market()
     call.require("createOrder", "CreateOrder")
     kind = str_param(call.params, "type").lower()
     if kind not in ORDER_KINDS:
         raise BadRequest(f"param 'type' must be one of {', '.join(ORDER_KINDS)}, got {kind[:20]!r}")
     contract = bool(market.get("contract"))
-    kind = apply_direction(kind, call.state.direction if call.state and contract else None)
+    if contract and call.state is not None:
+        kind = apply_direction(kind, call.state.direction)
     if kind.startswith("close") and not contract:
         raise BadRequest(f"{kind} closes a contract position; {fmz_symbol} is spot: use buy or sell")
     side, reduce_only = ORDER_KINDS[kind]
@@ -55,32 +110,47 @@ async def _place(call: Call) -> tuple[Any, Any]:
     amount = decimal_param(call.params, "amount")
     if amount <= 0:
         raise BadRequest(f"param 'amount' must be positive, got {amount}")
-    is_market = price <= 0
-    symbol = market["symbol"]
-    params: dict[str, Any] = {}
-    if contract:
-        await apply_pending_leverage(call, market)
-        if reduce_only:
-            params["reduceOnly"] = True
-        if await is_hedged(call, market):
-            params["hedged"] = True
-    if is_market and side == "buy" and not contract:
-        result = await market_buy_with_cost(call, market, amount)
-    else:
-        quantity = precise_amount(call, market, amount)
-        limit_price = None if is_market else precise_price(call, market, price)
-        order_type = "market" if is_market else "limit"
-        result = await call.exchange.create_order(symbol, order_type, side, quantity, limit_price, params)
-    return {"id": f"{fmz_symbol},{result['id']}"}, result.get("info")
+    if price <= 0:
+        spends_quote = side == "buy" and not contract  # a spot market buy's amount is quote currency
+        quantity = amount if spends_quote else precise_amount(call, market, amount)
+        return OrderRequest(market, fmz_symbol, side, reduce_only, quantity, None)
+    limit_price = favourable_price(call, market, price, side)
+    quantity = precise_amount(call, market, amount)
+    return OrderRequest(market, fmz_symbol, side, reduce_only, quantity, limit_price)
 
 
 def apply_direction(kind: str, direction: str | None) -> str:
-    """FMZ's SetDirection("closebuy") + Sell() closes a long; ("closesell") + Buy() closes a short."""
+    """FMZ's SetDirection: ("closebuy") + Sell() closes a long, ("closesell") + Buy() closes a short;
+    a Buy under a sell-side direction (or the reverse) is refused, as FMZ refuses it."""
+    if direction is None or kind.startswith("close"):
+        return kind
     if direction == "closebuy" and kind == "sell":
         return "closebuy"
     if direction == "closesell" and kind == "buy":
         return "closesell"
+    if direction != kind:
+        raise BadRequest(f"{kind} does not match the direction {direction!r} set by SetDirection")
     return kind
+
+
+async def place(call: Call, order: OrderRequest) -> tuple[Any, Any]:
+    symbol = order.market["symbol"]
+    params: dict[str, Any] = {}
+    if order.contract:
+        if not order.reduce_only:
+            await apply_pending_leverage(call, order.market)
+        if order.reduce_only:
+            params["reduceOnly"] = True
+        if await is_hedged(call, order.market):
+            params["hedged"] = True
+    if order.spends_quote:
+        result = await market_buy_with_cost(call, order.market, order.amount)
+    else:
+        quantity = float(order.amount)
+        price = float(order.price) if order.price is not None else None
+        order_type = "limit" if order.price is not None else "market"
+        result = await call.exchange.create_order(symbol, order_type, order.side, quantity, price, params)
+    return {"id": f"{order.fmz_symbol},{result['id']}"}, result.get("info")
 
 
 async def market_buy_with_cost(call: Call, market: dict, cost: Decimal) -> dict:
@@ -93,10 +163,10 @@ async def market_buy_with_cost(call: Call, market: dict, cost: Decimal) -> dict:
     if not ask:
         raise BadRequest(f"cannot convert a market buy of {cost} {market['quote']} to {market['base']}: no price")
     quantity = precise_amount(call, market, cost / Decimal(str(ask)))
-    return await call.exchange.create_order(symbol, "market", "buy", quantity, None, {})
+    return await call.exchange.create_order(symbol, "market", "buy", float(quantity), None, {})
 
 
-def precise_amount(call: Call, market: dict, amount: Decimal) -> float:
+def precise_amount(call: Call, market: dict, amount: Decimal) -> Decimal:
     try:
         text = call.exchange.amount_to_precision(market["symbol"], float(amount))
     except ccxt.InvalidOrder:
@@ -104,35 +174,40 @@ def precise_amount(call: Call, market: dict, amount: Decimal) -> float:
     if Decimal(text) <= 0:
         step = (market.get("precision") or {}).get("amount")
         raise BadRequest(f"amount {amount} rounds to 0 for {market['symbol']} (amount precision {step})")
-    return float(text)
+    return Decimal(text)
 
 
-def precise_price(call: Call, market: dict, price: Decimal) -> float:
-    text = call.exchange.price_to_precision(market["symbol"], float(price))
-    if Decimal(text) <= 0:
+def favourable_price(call: Call, market: dict, price: Decimal, side: str) -> Decimal:
+    """The price on the market's grid that is no worse for the caller: buys round down, sells up."""
+    tick = Decimal(str(convert.step_size((market.get("precision") or {}).get("price"), call.exchange.precisionMode)))
+    if tick > 0 and call.exchange.precisionMode != convert.SIGNIFICANT_DIGITS:
+        steps = (price / tick).to_integral_value(ROUND_FLOOR if side == "buy" else ROUND_CEILING)
+        rounded = Decimal(call.exchange.price_to_precision(market["symbol"], float(steps * tick)))
+    else:
+        rounded = Decimal(call.exchange.price_to_precision(market["symbol"], float(price)))
+    if rounded <= 0:
         raise BadRequest(f"price {price} rounds to 0 for {market['symbol']}")
-    return float(text)
+    return rounded
 
 
 async def apply_pending_leverage(call: Call, market: dict) -> None:
-    """A SetMarginLevel that arrived (io code 0) without a symbol applies before the next order."""
+    """A SetMarginLevel that arrived (io code 0) without a symbol applies before the next opening order."""
     state = call.state
     if state is None or state.margin_level is None or not call.has("setLeverage"):
         return
     symbol = market["symbol"]
-    if state.applied_leverage.get(symbol) != state.margin_level:
+    if symbol not in state.leverage_settled:
         await call.exchange.set_leverage(state.margin_level, symbol)
-        state.applied_leverage[symbol] = state.margin_level
+        state.leverage_settled.add(symbol)
 
 
 async def is_hedged(call: Call, market: dict) -> bool:
-    """Whether the account is in hedge (long/short) mode for this market; cached for a minute."""
-    state = call.state
+    """Whether the account is in hedge (long/short) mode for this market; cached on the key's client."""
     symbol = market["symbol"]
-    if state is not None:
-        known = state.known_position_mode(symbol)
-        if known is not None:
-            return known
+    modes: dict = call.exchange.__dict__.setdefault("_gateway_position_modes", {})
+    known = modes.get(symbol)
+    if known is not None and time.monotonic() - known[1] < POSITION_MODE_TTL:
+        return known[0]
     hedged = False
     if call.has("fetchPositionMode"):
         try:
@@ -140,6 +215,5 @@ async def is_hedged(call: Call, market: dict) -> bool:
             hedged = bool(mode.get("hedged"))
         except ccxt.BaseError:
             hedged = False  # unknown: one-way orders; a hedged account then rejects with its own message
-    if state is not None:
-        state.remember_position_mode(symbol, hedged)
+    modes[symbol] = (hedged, time.monotonic())
     return hedged

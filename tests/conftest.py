@@ -113,6 +113,12 @@ def gateway_config(fake_binance: Fake, fake_okx: Fake, **extra: Any) -> dict:
             "binance": {"ccxt": "binance", "api_base": fake_binance.url, "ccxt_config": fast},
             "okx": {"ccxt": "okx", "api_base": fake_okx.url, "ccxt_config": fast},
             "okx-demo": {"ccxt": "okx", "sandbox": True, "api_base": fake_okx.url, "ccxt_config": fast},
+            "binance-swap": {
+                "ccxt": "binance",
+                "api_base": fake_binance.url,
+                "ccxt_config": fast,
+                "options": {"defaultType": "swap"},
+            },
         },
     }
     config.update(extra)

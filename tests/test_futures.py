@@ -230,3 +230,62 @@ def test_usdt_futures_range(account: Account):
     tickers = account.data("tickers", {"symbol": "USDT.futures"})
     assert {t["symbol"] for t in tickers} == set(markets)
     assert account.data("positions", {"symbol": "USDT.futures"}) == []
+
+
+def test_io_needs_keys(account: Account):
+    assert account.error("io", {"code": 2, "args": ["swap"]}, access_key="", secret_key="").startswith(
+        "AuthenticationError: IO needs access_key"
+    )
+
+
+def test_spot_order_ids_stay_spot_after_set_contract_type(account: Account):
+    placed = account.data("trade", {"symbol": "BTC_USDT", "type": "buy", "price": "41000", "amount": "0.001"})
+    account.data("io", {"code": 2, "args": ["swap"]})
+    assert account.data("order", {"id": placed["id"]})["symbol"] == "BTC_USDT"
+    assert account.data("cancel", {"id": placed["id"]}) is True
+    account.data("io", {"code": 2, "args": ["spot"]})
+
+
+def test_direction_mismatch_is_refused(account: Account):
+    account.data("io", {"code": 1, "args": ["closebuy"]})
+    message = account.error("trade", {"symbol": "BTC_USDT.swap", "type": "buy", "price": "-1", "amount": "1"})
+    assert "does not match the direction 'closebuy'" in message
+    account.data("io", {"code": 1, "args": ["buy"]})
+    assert "does not match" in account.error(
+        "trade", {"symbol": "BTC_USDT.swap", "type": "sell", "price": "-1", "amount": "1"}
+    )
+
+
+def test_pending_leverage_never_blocks_a_close_and_yields_to_an_explicit_level(account: Account):
+    lot = LOT[account.route]
+    market_order(account, "BTC_USDT.swap", "buy", lot)
+    account.data("io", {"code": 0, "args": [500]})  # more than the exchange allows
+    market_order(account, "BTC_USDT.swap", "closebuy", lot)  # the close still goes through
+    assert positions(account, "BTC_USDT.swap") == []
+    account.data("io", {"code": 0, "args": [5]})
+    account.data("setmarginlevel", {"symbol": "BTC_USDT.swap", "marginLevel": "12"})
+    market_order(account, "BTC_USDT.swap", "buy", lot)
+    [position] = positions(account, "BTC_USDT.swap")
+    assert position["margin_level"] == 12
+    market_order(account, "BTC_USDT.swap", "closebuy", lot)
+
+
+def test_io_args_must_be_plain_values(account: Account):
+    assert "'args' must hold strings or numbers" in account.error("io", {"code": 2, "args": [None]})
+
+
+def test_public_calls_create_no_state(gateway, fake_binance):
+    states = gateway.app.state.gateway.states._states
+    before = len(states)
+    for n in range(5):
+        gateway.data("binance", "ticker", {"symbol": "BTC_USDT"}, access_key=f"random-{n}", secret_key="x")
+    assert len(states) == before
+
+
+def test_set_contract_type_spot_beats_a_swap_default_route(gateway, fake_binance):
+    from tests.conftest import open_account
+
+    account = open_account("binance-swap", fake_binance, gateway)
+    assert account.data("ticker", {"symbol": "BTC_USDT"})["symbol"] == "BTC_USDT.swap"
+    account.data("io", {"code": 2, "args": ["spot"]})
+    assert account.data("ticker", {"symbol": "BTC_USDT"})["symbol"] == "BTC_USDT"
