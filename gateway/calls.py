@@ -103,13 +103,10 @@ class Call:
         try:
             market = self.index.resolve(symbol)
         except BadRequest:
-            if symbol.contract is not None or not self._spotless():
+            if symbol.contract is not None or self.index.has_spot:
                 raise
             market = self.index.resolve(FmzSymbol(symbol.base, symbol.quote, "swap"))
         return market, self.index.fmz_symbol(market)
-
-    def _spotless(self) -> bool:
-        return not any(m.get("spot") for m in self.index.markets.values())
 
     def order_id_and_market(self) -> tuple[str, dict, str]:
         """Split `"<FMZ symbol>,<exchange id>"`, or take a bare id with `params.symbol`."""

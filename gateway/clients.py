@@ -34,6 +34,7 @@ from gateway.venues import Venue, build_exchange
 
 log = logging.getLogger("gateway.clients")
 CONNECTION_LIMIT = 512
+RELOAD_RETRY_AFTER = 60.0  # seconds before a failed markets reload is tried again
 
 
 @dataclass
@@ -63,6 +64,7 @@ class MarketScope:
         await asyncio.shield(self._loading)
 
     async def _load(self, reload: bool) -> None:
+        started = time.monotonic()
         try:
             markets_file = getattr(self.master, "_gateway_markets_file", None)
             if markets_file:
@@ -72,6 +74,10 @@ class MarketScope:
             self.index = MarketIndex(self.master.markets, self.master.id)
             self.version += 1
             self.loaded_at = time.monotonic()
+        except Exception:
+            if self.index is not None:  # keep serving the old markets; try again in a minute, not per request
+                self.loaded_at = started - self.ttl + RELOAD_RETRY_AFTER
+            raise
         finally:
             self._loading = None
 

@@ -9,15 +9,14 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import ccxt.async_support as ccxt
 
 from gateway import convert
 from gateway.calls import Call
-from gateway.errors import BadRequest, GatewayError, not_supported
-from gateway.protocol import decimal_param, int_param
+from gateway.errors import BadRequest, not_supported
+from gateway.protocol import int_param
 from gateway.symbols import FmzSymbol, SymbolRange
 
 # Depths an exchange accepts, where it accepts only some (ask for the next size up, truncate).
@@ -28,9 +27,6 @@ DEPTH_SIZES = {
     ("binanceusdm", "contract"): (5, 10, 20, 50, 100, 500, 1000),
     ("binancecoinm", "contract"): (5, 10, 20, 50, 100, 500, 1000),
 }
-DEFAULT_OHLCV_LIMIT = 100
-FALLBACK_OHLCV_MAX = 500
-MAX_RECORDS_LIMIT = 10_000
 
 
 def now_ms() -> int:
@@ -100,77 +96,16 @@ async def trades(call: Call) -> tuple[Any, Any]:
     return convert.to_fmz_trades(result), [t.get("info") for t in result]
 
 
-async def records(call: Call) -> tuple[Any, Any]:
-    market, _ = call.market()
-    call.require("fetchOHLCV", "GetRecords")
-    period_minutes = decimal_param(call.params, "period", required=False, default=Decimal(60))
-    if period_minutes <= 0 or period_minutes * 60 != int(period_minutes * 60):
-        raise BadRequest(f"param 'period' must be a positive number of minutes, got {period_minutes}")
-    period_s = int(period_minutes * 60)
-    limit = int_param(call.params, "limit") or None
-    if limit is not None and not 0 < limit <= MAX_RECORDS_LIMIT:
-        raise BadRequest(f"param 'limit' must be 1..{MAX_RECORDS_LIMIT}")
-    timeframes = timeframe_seconds(call.exchange)
-    exact = timeframes.get(period_s)
-    symbol = market["symbol"]
-    if exact is not None:
-        rows = await call.read(
-            ("records", symbol, exact, limit), lambda: call.exchange.fetch_ohlcv(symbol, exact, None, limit)
-        )
-        return convert.to_fmz_records(rows), rows
-    smaller = [s for s in timeframes if s < period_s and period_s % s == 0]
-    if not smaller:
-        raise GatewayError(
-            f"{call.exchange.id} has no candle period that builds {period_minutes} minute bars", "NotSupported"
-        )
-    base_s = max(smaller)
-    ratio = period_s // base_s
-    wanted = (limit or DEFAULT_OHLCV_LIMIT) * ratio + ratio
-    fetch_count = min(wanted, ohlcv_max_limit(call.exchange, market))
-    since = (int(time.time()) // period_s * period_s - (fetch_count // ratio - 1) * period_s) * 1000
-    source = await call.read(
-        ("records", symbol, timeframes[base_s], since, fetch_count),
-        lambda: call.exchange.fetch_ohlcv(symbol, timeframes[base_s], since, fetch_count),
-    )
-    bars = convert.aggregate_ohlcv(source, period_s * 1000)
-    if limit:
-        bars = bars[-limit:]
-    return convert.to_fmz_records(bars), source
-
-
-def timeframe_seconds(exchange: Any) -> dict[int, str]:
-    """{seconds: ccxt timeframe} for the exchange, computed once per exchange class."""
-    cls = type(exchange)
-    cached = cls.__dict__.get("_gateway_timeframes")
-    if cached is None:
-        cached = {}
-        for timeframe in exchange.timeframes or {}:
-            try:
-                cached.setdefault(int(exchange.parse_timeframe(timeframe)), timeframe)
-            except Exception:  # a timeframe ccxt itself cannot parse is simply not offered
-                continue
-        cls._gateway_timeframes = cached
-    return cached
-
-
-def ohlcv_max_limit(exchange: Any, market: dict) -> int:
-    """The most candles one request returns, from ccxt's `features` where it states it."""
-    features = getattr(exchange, "features", None) or {}
-    kind = market.get("type") or "spot"
-    section = features.get(kind) or {}
-    if kind in ("swap", "future") and isinstance(section, dict):
-        section = section.get("inverse" if market.get("inverse") else "linear") or section
-    ohlcv = section.get("fetchOHLCV") if isinstance(section, dict) else None
-    limit = ohlcv.get("limit") if isinstance(ohlcv, dict) else None
-    return int(limit) if isinstance(limit, int | float) and limit > 0 else FALLBACK_OHLCV_MAX
-
-
 async def markets(call: Call) -> tuple[Any, Any]:
     selector = call.symbol_param(required=False)
+    if isinstance(selector, FmzSymbol):
+        return _fmz_markets(call, selector), None
     memo_key = ("markets", str(selector) if selector is not None else _default_market_kind(call))
     cached = call.index.memo.get(memo_key)
     if cached is None:
-        cached = call.index.memo[memo_key] = _fmz_markets(call, selector)
+        cached = _fmz_markets(call, selector)
+        if cached:  # only real groups are kept: the memo stays as small as the exchange's own lists
+            call.index.memo[memo_key] = cached
     return cached, None
 
 
@@ -368,6 +303,7 @@ class Method:
 
 
 def _registry() -> dict[str, Method]:
+    from gateway.candles import records
     from gateway.futures import fundings, io, positions, set_margin_level
     from gateway.passthrough import api_passthrough
     from gateway.trading import trade

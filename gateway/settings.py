@@ -33,9 +33,9 @@ class ServerSettings:
 
 @dataclass(frozen=True)
 class ClientSettings:
-    idle_ttl: float = 3600
+    idle_ttl: float = 3600.0
     max_clients: int = 1000
-    markets_ttl: float = 3600
+    markets_ttl: float = 3600.0
     read_retries: int = 2  # extra attempts for reads on network/rate-limit errors; never for orders
     retry_backoff: float = 0.25  # seconds, doubled per attempt
     timeout_ms: int = 10_000

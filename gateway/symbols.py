@@ -74,7 +74,7 @@ class SymbolRange:
 def parse_symbol(text: Any, default_contract: str | None = None) -> FmzSymbol | SymbolRange:
     """Parse an FMZ symbol (any case); `default_contract` applies when it has no suffix."""
     if not isinstance(text, str) or not text.strip():
-        raise BadRequest(f"invalid symbol {text!r}: {EXPECTED_FORMS}")
+        raise BadRequest(f"invalid symbol {repr(text)[:64]}: {EXPECTED_FORMS}")
     raw = text.strip()
     head, dot, tail = raw.partition(".")
     pair = PAIR.match(head.upper())
@@ -84,7 +84,7 @@ def parse_symbol(text: Any, default_contract: str | None = None) -> FmzSymbol | 
             return SymbolRange(head.upper(), kind)
         raise BadRequest(f"invalid symbol {raw[:64]!r}: {EXPECTED_FORMS}")
     contract = tail.strip() if dot else default_contract
-    if dot and not contract:
+    if dot and (not contract or len(contract) > 64):
         raise BadRequest(f"invalid symbol {raw[:64]!r}: {EXPECTED_FORMS}")
     if contract and contract.lower() in (*RELATIVE_CONTRACTS, "swap", "spot"):
         contract = contract.lower()
@@ -111,6 +111,7 @@ class MarketIndex:
                     self._by_code.setdefault(code.upper(), market)
         for group in self._by_pair.values():
             group.sort(key=lambda m: (m.get("expiry") or 0, str(m.get("symbol"))))
+        self.has_spot = any(kind == "spot" for _, _, kind in self._by_pair)
 
     def resolve(self, symbol: FmzSymbol, now_ms: int | None = None) -> dict:
         """The ccxt market an FMZ symbol names, or a BadRequest naming what is missing."""
