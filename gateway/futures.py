@@ -99,7 +99,10 @@ async def fundings(call: Call) -> tuple[Any, Any]:
     for rate in rates:
         market = call.index.markets.get(rate.get("symbol") or "", {})
         fmz_symbol = call.index.fmz_symbol(market) if market else call.index.fmz_symbol_for(rate.get("symbol"))
-        data.append(convert.to_fmz_funding(rate, fmz_symbol, funding_interval_ms(call, rate)))
+        interval = _interval_ms(call, rate.get("interval"))
+        if interval is None:
+            interval = (await _exchange_intervals(call, market)).get(rate.get("symbol"), DEFAULT_FUNDING_INTERVAL_MS)
+        data.append(convert.to_fmz_funding(rate, fmz_symbol, interval))
     return data, [r.get("info") for r in rates]
 
 
@@ -113,14 +116,33 @@ async def _all_rates(call: Call, symbols: list[str] | None) -> dict:
     return result
 
 
-def funding_interval_ms(call: Call, rate: dict) -> int:
-    interval = rate.get("interval")
+def _interval_ms(call: Call, interval: Any) -> int | None:
     if isinstance(interval, str) and interval:
         try:
             return int(call.exchange.parse_timeframe(interval)) * 1000
-        except Exception:  # an interval ccxt cannot parse: FMZ's default below
-            pass
-    return DEFAULT_FUNDING_INTERVAL_MS
+        except Exception:  # an interval ccxt cannot parse counts as not given
+            return None
+    return None
+
+
+async def _exchange_intervals(call: Call, market: dict) -> dict[str, int]:
+    """{symbol: interval ms} where funding rates omit it (binance lists only non-default intervals
+    in fundingInfo); fetched once per loaded markets."""
+    if not call.has("fetchFundingIntervals"):
+        return {}
+    sub_type = "inverse" if market.get("inverse") else "linear"
+    memo_key = ("funding_intervals", sub_type)
+    intervals = call.index.memo.get(memo_key)
+    if intervals is None:
+        try:
+            found = await call.read(
+                memo_key, lambda: call.exchange.fetch_funding_intervals(None, {"subType": sub_type})
+            )
+        except Exception:  # the interval is informative: FMZ's default applies
+            return {}
+        intervals = {symbol: ms for symbol, item in found.items() if (ms := _interval_ms(call, item.get("interval")))}
+        call.index.memo[memo_key] = intervals
+    return intervals
 
 
 async def io(call: Call) -> tuple[Any, Any]:

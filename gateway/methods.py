@@ -6,6 +6,7 @@ Each handler takes a `Call` and returns `(data, raw)`: `data` in FMZ's shape (co
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -36,16 +37,28 @@ def now_ms() -> int:
 async def ticker(call: Call) -> tuple[Any, Any]:
     market, fmz_symbol = call.market()
     call.require("fetchTicker", "GetTicker")
-    result = await call.read(("ticker", market["symbol"]), lambda: call.exchange.fetch_ticker(market["symbol"]))
-    if (result.get("bid") is None or result.get("ask") is None) and call.has("fetchOrderBook"):
-        result = await _with_best_prices(call, market, result)
+    symbol = market["symbol"]
+    lacks_quotes = ("ticker_lacks_bid_ask", market.get("type"))
+    if call.index.memo.get(lacks_quotes) and call.has("fetchOrderBook"):  # both at once, as learnt
+        result, book = await asyncio.gather(
+            call.read(("ticker", symbol), lambda: call.exchange.fetch_ticker(symbol)), _book_top(call, market)
+        )
+        result = _with_best_prices(result, book)
+    else:
+        result = await call.read(("ticker", symbol), lambda: call.exchange.fetch_ticker(symbol))
+        if (result.get("bid") is None or result.get("ask") is None) and call.has("fetchOrderBook"):
+            call.index.memo[lacks_quotes] = True
+            result = _with_best_prices(result, await _book_top(call, market))
     return convert.to_fmz_ticker(result, fmz_symbol, now_ms()), result.get("info")
 
 
-async def _with_best_prices(call: Call, market: dict, ticker: dict) -> dict:
-    """Some tickers (binance futures 24hr) carry no bid/ask; FMZ's Buy/Sell come from the book top."""
+async def _book_top(call: Call, market: dict) -> dict:
     limit = depth_fetch_limit(call.exchange.id, market, 5)
-    book = await call.read(("depth", market["symbol"], limit), lambda: _order_book(call, market, limit))
+    return await call.read(("depth", market["symbol"], limit), lambda: _order_book(call, market, limit))
+
+
+def _with_best_prices(ticker: dict, book: dict) -> dict:
+    """Some tickers (binance futures 24hr) carry no bid/ask; FMZ's Buy/Sell come from the book top."""
     best_bid = book["bids"][0][0] if book.get("bids") else None
     best_ask = book["asks"][0][0] if book.get("asks") else None
     return {**ticker, "bid": ticker.get("bid") or best_bid, "ask": ticker.get("ask") or best_ask}

@@ -289,3 +289,24 @@ def test_set_contract_type_spot_beats_a_swap_default_route(gateway, fake_binance
     assert account.data("ticker", {"symbol": "BTC_USDT"})["symbol"] == "BTC_USDT.swap"
     account.data("io", {"code": 2, "args": ["spot"]})
     assert account.data("ticker", {"symbol": "BTC_USDT"})["symbol"] == "BTC_USDT"
+
+
+def test_funding_interval_comes_from_the_exchange_where_rates_omit_it(fake_binance, fake_okx):
+    """binance's premiumIndex has no interval: it is read once from fundingInfo (here 4 h for ETH)."""
+    import httpx
+
+    from gateway.app import create_app
+    from gateway.settings import parse_settings
+    from tests.conftest import gateway_config
+    from tests.fakes.server import BackgroundServer
+
+    eth = fake_binance.engine.instruments["ETH/USDT:USDT"]
+    eth.funding_interval_h = 4
+    server = BackgroundServer(create_app(parse_settings(gateway_config(fake_binance, fake_okx)))).start()
+    try:
+        reply = httpx.post(f"{server.url}/binance", json={"method": "fundings", "params": {"symbol": "USDT.swap"}})
+        intervals = {f["symbol"]: f["interval"] for f in reply.json()["data"]}
+        assert intervals == {"BTC_USDT.swap": 8 * 3600_000, "ETH_USDT.swap": 4 * 3600_000}
+    finally:
+        eth.funding_interval_h = 8
+        server.stop()
