@@ -51,8 +51,10 @@ class Gateway:
         """One FMZ call -> (reply body, secrets to keep out of it)."""
         secrets: tuple[str, ...] = ()
         envelope: Envelope | None = None
+        fingerprint = "-"
         try:
             envelope = parse_envelope(body, http_method_header)
+            secrets = (envelope.secret_key, *envelope.secret_key.split(","))  # before it is even parsed
             venue = self.venues.get(route)
             method = lookup(envelope.method)
             if method is None:
@@ -60,7 +62,8 @@ class Gateway:
             credentials = parse_credentials(
                 envelope.access_key, envelope.secret_key, self.settings.credentials, venue.route
             )
-            secrets = (*credentials.secrets, envelope.secret_key)
+            secrets = (*credentials.secrets, *secrets)
+            fingerprint = credentials.fingerprint or "-"
             if method.private and credentials.empty:
                 raise GatewayError(f"{method.fmz_name} needs access_key and secret_key", "AuthenticationError")
             if envelope.method == "io":
@@ -76,7 +79,7 @@ class Gateway:
             return success_body(data, raw), secrets
         except Exception as exc:
             message = error_message(exc, secrets)
-            self._log_failure(route, envelope, exc, message, secrets)
+            self._log_failure(route, envelope, fingerprint, exc, message, secrets)
             return error_body(message), secrets
 
     def _call(self, envelope, venue, credentials: Credentials, state, exchange, index) -> Call:
@@ -93,13 +96,16 @@ class Gateway:
         )
 
     @staticmethod
-    def _log_failure(route: str, envelope: Envelope | None, exc: Exception, message: str, secrets: tuple) -> None:
+    def _log_failure(
+        route: str, envelope: Envelope | None, key: str, exc: Exception, message: str, secrets: tuple
+    ) -> None:
+        """One line per failed call; the key appears only as a fingerprint of its credentials."""
         method = scrub(envelope.method[:80], secrets) if envelope else "?"
         if isinstance(exc, GatewayError | ccxt.BaseError):
-            log.info("%s %s failed: %s", route[:64], method, message)
+            log.info("%s %s key=%s failed: %s", route[:64], method, key, message)
             return
         trace = scrub("".join(traceback.format_exception(exc)), secrets)
-        log.error("%s %s crashed: %s\n%s", route[:64], method, message, trace)
+        log.error("%s %s key=%s crashed: %s\n%s", route[:64], method, key, message, trace)
 
 
 def quiet_ccxt_logging() -> None:
