@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 
@@ -69,13 +70,16 @@ def serve_forever(settings: Settings, host: str | None, port: int | None) -> int
             "restrict it with a firewall",
             bind_host,
         )
+    app = create_app(settings)
+    gc.freeze()  # ccxt's ~900 modules live as long as the process: keep them out of every collection
     uvicorn.run(
-        create_app(settings),
+        app,
         host=bind_host,
         port=settings.server.port if port is None else port,
         log_level=settings.server.log_level,
         access_log=False,
         server_header=False,
+        proxy_headers=False,  # the docker talks to us directly; X-Forwarded-* would only be spoofable
     )
     return 0
 

@@ -1,7 +1,9 @@
-"""The Starlette app: wires protocol -> venues -> clients -> methods -> convert.
+"""The ASGI app: FMZ calls on a lean fast path, everything else through Starlette.
 
-It decides nothing about exchanges. Every FMZ call is answered with HTTP 200 and JSON, either
-`{"data", "raw"}` or `{"error"}`: bad input, unknown routes and failures included.
+It decides nothing about exchanges: `POST /<route>` goes straight to `Gateway.handle`
+(dispatch.py) without Starlette's routing and request objects, since that path is the one
+every docker call takes; `/`, `/healthz`, other verbs and other paths are Starlette routes.
+Every FMZ call is answered with HTTP 200 and JSON, `{"data", "raw"}` or `{"error"}`.
 """
 
 from __future__ import annotations
@@ -10,102 +12,107 @@ import contextlib
 import json
 import logging
 import time
-import traceback
 from collections.abc import AsyncIterator
 from typing import Any
 
 import ccxt
+import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from gateway import __version__
-from gateway.calls import Call, SingleFlight
-from gateway.clients import ClientPool
-from gateway.credentials import Credentials, parse_credentials
-from gateway.errors import BadRequest, GatewayError, error_message, scrub
-from gateway.methods import METHODS, lookup
-from gateway.protocol import Envelope, error_body, parse_envelope, success_body
+from gateway.dispatch import Gateway
+from gateway.errors import BadRequest, error_message
+from gateway.methods import METHODS
+from gateway.protocol import error_body
 from gateway.settings import Settings
-from gateway.state import OrderNonces, StateStore
-from gateway.venues import VenueRegistry
 
-log = logging.getLogger("gateway")
+JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-class Gateway:
-    """Everything one FMZ call needs, built once from the settings."""
+class GatewayApp:
+    """ASGI entry point. `state.gateway` is the call pipeline (tests and the bench inspect it)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.venues = VenueRegistry(settings)
-        self.pool = ClientPool(settings.clients)
-        self.states = StateStore()
-        self.single_flight = SingleFlight()
-        self.order_nonces = OrderNonces()
-        self.started = time.time()
+    def __init__(self, gateway: Gateway, fallback: Starlette) -> None:
+        self.gateway = gateway
+        self.fallback = fallback
+        self.state = fallback.state
+        self.max_body = gateway.settings.server.max_body_bytes
 
-    async def handle(self, route: str, body: bytes, http_method_header: str | None) -> tuple[dict, tuple[str, ...]]:
-        """One FMZ call -> (reply body, secrets to keep out of it)."""
-        secrets: tuple[str, ...] = ()
-        envelope: Envelope | None = None
-        fingerprint = "-"
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path: str = scope["path"]
+            if len(path) > 1 and path.find("/", 1) == -1:
+                await self.fmz_call(path[1:], scope, receive, send)
+                return
+        await self.fallback(scope, receive, send)
+
+    async def fmz_call(self, route: str, scope: Scope, receive: Receive, send: Send) -> None:
+        http_method = None
+        declared = None
+        for name, value in scope["headers"]:
+            if name == b"http-method":
+                http_method = value.decode("latin-1")
+            elif name == b"content-length":
+                declared = value
         try:
-            envelope = parse_envelope(body, http_method_header)
-            secrets = (envelope.secret_key, *envelope.secret_key.split(","))  # before it is even parsed
-            venue = self.venues.get(route)
-            method = lookup(envelope.method)
-            if method is None:
-                raise BadRequest(f"unknown method {envelope.method[:64]!r} (known: {', '.join(sorted(METHODS))})")
-            credentials = parse_credentials(
-                envelope.access_key, envelope.secret_key, self.settings.credentials, venue.route
-            )
-            secrets = (*credentials.secrets, *secrets)
-            fingerprint = credentials.fingerprint or "-"
-            if method.private and credentials.empty:
-                raise GatewayError(f"{method.fmz_name} needs access_key and secret_key", "AuthenticationError")
-            if envelope.method == "io":
-                state = self.states.get_or_create(venue.route, credentials.cache_key)
-            else:
-                state = self.states.peek(venue.route, credentials.cache_key)
-            if method.private and not credentials.empty:
-                async with self.pool.private(venue, credentials) as (exchange, index):
-                    data, raw = await method.handler(self._call(envelope, venue, credentials, state, exchange, index))
-            else:
-                exchange, index = await self.pool.public(venue)
-                data, raw = await method.handler(self._call(envelope, venue, credentials, state, exchange, index))
-            return success_body(data, raw), secrets
-        except Exception as exc:
-            message = error_message(exc, secrets)
-            self._log_failure(route, envelope, fingerprint, exc, message, secrets)
-            return error_body(message), secrets
-
-    def _call(self, envelope, venue, credentials: Credentials, state, exchange, index) -> Call:
-        return Call(
-            envelope,
-            venue,
-            credentials,
-            state,
-            exchange,
-            index,
-            self.settings.clients,
-            self.single_flight,
-            self.order_nonces,
-        )
-
-    @staticmethod
-    def _log_failure(
-        route: str, envelope: Envelope | None, key: str, exc: Exception, message: str, secrets: tuple
-    ) -> None:
-        """One line per failed call; the key appears only as a fingerprint of its credentials."""
-        method = scrub(envelope.method[:80], secrets) if envelope else "?"
-        if isinstance(exc, GatewayError | ccxt.BaseError):
-            log.info("%s %s key=%s failed: %s", route[:64], method, key, message)
+            body = await read_body(receive, declared, self.max_body)
+        except BadRequest as exc:
+            await send_json(send, error_body(error_message(exc)))
             return
-        trace = scrub("".join(traceback.format_exception(exc)), secrets)
-        log.error("%s %s key=%s crashed: %s\n%s", route[:64], method, key, message, trace)
+        reply, secrets = await self.gateway.handle(route, body, http_method)
+        await send_json(send, reply, secrets)
+
+
+async def read_body(receive: Receive, declared: bytes | None, limit: int) -> bytes:
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BadRequest(f"request body too large ({declared.decode()} bytes; limit {limit})")
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise BadRequest("client disconnected")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(f"request body too large (over {limit} bytes)")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def send_json(send: Send, body: Any, secrets: tuple[str, ...] = (), status: int = 200) -> None:
+    payload = encode_json(body, secrets)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*JSON_HEADERS, (b"content-length", str(len(payload)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+def encode_json(body: Any, secrets: tuple[str, ...] = ()) -> bytes:
+    """JSON bytes; NaN and Infinity become null; any credential an exchange echoed becomes ***."""
+    try:
+        payload = orjson.dumps(body, default=str)
+    except TypeError:  # e.g. an integer beyond 64 bits in an exchange reply
+        payload = json.dumps(body, default=str, ensure_ascii=False).encode()
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            escaped = orjson.dumps(secret)[1:-1]
+            if escaped in payload:
+                payload = payload.replace(escaped, b"***")
+    return payload
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(encode_json(body), status_code=status, media_type="application/json")
 
 
 def quiet_ccxt_logging() -> None:
@@ -115,32 +122,18 @@ def quiet_ccxt_logging() -> None:
         ccxt_logger.setLevel(logging.INFO)
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings) -> GatewayApp:
     quiet_ccxt_logging()
     gateway = Gateway(settings)
-    max_body = settings.server.max_body_bytes
 
-    async def fmz_call(request: Request) -> Response:
-        route = request.path_params["route"]
-        if request.method != "POST":
-            return json_response(error_body(f"BadRequest: FMZ calls are POST /{route[:64]} with a JSON body"))
-        try:
-            body = await read_body(request, max_body)
-        except BadRequest as exc:
-            return json_response(error_body(error_message(exc)))
-        except ClientDisconnect:
-            return json_response(error_body("BadRequest: client disconnected"))
-        reply, secrets = await gateway.handle(route, body, request.headers.get("http-method"))
-        return json_response(reply, secrets)
+    async def wrong_verb(request: Request) -> Response:
+        route = request.path_params["route"][:64]
+        return json_response(error_body(f"BadRequest: FMZ calls are POST /{route} with a JSON body"))
 
     async def health(request: Request) -> Response:
+        stats = gateway.pool.stats()
         return json_response(
-            {
-                "status": "ok",
-                "version": __version__,
-                "uptime": int(time.time() - gateway.started),
-                **gateway.pool.stats(),
-            }
+            {"status": "ok", "version": __version__, "uptime": int(time.time() - gateway.started), **stats}
         )
 
     async def index(request: Request) -> Response:
@@ -170,56 +163,15 @@ def create_app(settings: Settings) -> Starlette:
         yield
         await gateway.pool.close()
 
+    verbs = ["GET", "POST", "PUT", "DELETE", "PATCH"]
     routes = [
         Route("/", index, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
-        Route("/{route}", fmz_call, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
-        Route("/{path:path}", not_found, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
+        Route("/{route}", wrong_verb, methods=verbs),
+        Route("/{path:path}", not_found, methods=verbs),
     ]
-    app = Starlette(
-        routes=routes,
-        lifespan=lifespan,
-        exception_handlers={HTTPException: http_error, Exception: http_error},
+    fallback = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error, Exception: http_error}
     )
-    app.state.gateway = gateway
-    return app
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BadRequest(f"request body too large ({declared} bytes; limit {limit})")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BadRequest(f"request body too large (over {limit} bytes)")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def json_response(body: dict, secrets: tuple[str, ...] = (), status: int = 200) -> Response:
-    text = encode_json(body)
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            escaped = json.dumps(secret, ensure_ascii=False)[1:-1]
-            if escaped in text:  # an exchange echoed a credential back
-                text = text.replace(escaped, "***")
-    return Response(text, status_code=status, media_type="application/json")
-
-
-def encode_json(body: Any) -> str:
-    try:
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
-    except ValueError:  # NaN or Infinity somewhere in an exchange reply
-        return json.dumps(_finite(body), separators=(",", ":"), ensure_ascii=False, default=str)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if value == value and value not in (float("inf"), float("-inf")) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
+    fallback.state.gateway = gateway
+    return GatewayApp(gateway, fallback)

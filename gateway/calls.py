@@ -28,7 +28,11 @@ log = logging.getLogger("gateway.calls")
 
 
 class SingleFlight:
-    """Concurrent calls with the same key share one running coroutine and its outcome."""
+    """Concurrent calls with the same key share one upstream call and its outcome.
+
+    The first caller runs the call in its own task (no extra task on the common, uncontended
+    path); later callers wait on a future that the first one settles.
+    """
 
     def __init__(self) -> None:
         self._running: dict[tuple, asyncio.Future] = {}
@@ -37,10 +41,19 @@ class SingleFlight:
         running = self._running.get(key)
         if running is not None:
             return await asyncio.shield(running)
-        future = asyncio.ensure_future(factory())
-        self._running[key] = future
-        future.add_done_callback(lambda _: self._running.pop(key, None))
-        return await asyncio.shield(future)
+        shared = asyncio.get_running_loop().create_future()
+        self._running[key] = shared
+        try:
+            result = await factory()
+        except BaseException as exc:
+            shared.set_exception(exc if isinstance(exc, Exception) else ccxt.RequestTimeout("cancelled upstream"))
+            shared.exception()  # marks it retrieved: no "never retrieved" warning without waiters
+            raise
+        else:
+            shared.set_result(result)
+            return result
+        finally:
+            self._running.pop(key, None)
 
     def __len__(self) -> int:
         return len(self._running)

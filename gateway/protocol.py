@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import orjson
+
 from gateway.errors import BadRequest
 
 DECIMAL_STRING = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -42,7 +44,7 @@ def parse_envelope(body: bytes, http_method_header: str | None = None) -> Envelo
     if not body or not body.strip():
         raise BadRequest("empty request body: expected a JSON object {access_key, secret_key, method, params}")
     try:
-        doc = json.loads(body)
+        doc = orjson.loads(body)
     except (ValueError, RecursionError):
         raise BadRequest("request body is not valid JSON") from None
     if not isinstance(doc, dict):

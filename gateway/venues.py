@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import ccxt.async_support as ccxt_async
@@ -40,7 +41,7 @@ class Venue:
     options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     ccxt_config: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
-    @property
+    @cached_property
     def market_scope(self) -> tuple:
         """Venues with the same scope see the same markets and may share one loaded copy."""
         return (

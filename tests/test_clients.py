@@ -117,3 +117,15 @@ async def test_expired_markets_reload_in_the_background_and_reach_cached_clients
         assert same_client is client and same_client.markets is scope.master.markets
         assert same_client.markets is not old_markets and index is not first_index
     await pool.close()
+
+
+async def test_per_key_clients_share_the_venues_static_tables(fake_binance: Fake):
+    pool = ClientPool(ClientSettings())
+    venue = venue_for(fake_binance)
+    public, _ = await pool.public(venue)
+    async with pool.private(venue, make_credentials({"apiKey": API_KEY, "secret": CANARY_SECRET})) as (keyed, _):
+        assert keyed.api is public.api and keyed.exceptions is public.exceptions
+        assert keyed.options is not public.options  # mutable per-key state stays per key
+        balance = await keyed.fetch_balance()  # and the client still works
+        assert balance["free"]["USDT"] > 0
+    await pool.close()

@@ -1,0 +1,108 @@
+"""One FMZ call through the pipeline: envelope -> venue -> credentials -> client -> handler -> reply.
+
+`Gateway` holds what outlives a call (venues, the client pool, io state, the single-flight
+table, recent order nonces) and turns any failure into `{"error": "<Kind>: <message>"}` with the
+caller's secrets scrubbed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+
+import ccxt
+from cachetools import LRUCache
+
+from gateway.calls import Call, SingleFlight
+from gateway.clients import ClientPool
+from gateway.credentials import Credentials, parse_credentials
+from gateway.errors import BadRequest, GatewayError, error_message, scrub
+from gateway.methods import METHODS, lookup
+from gateway.protocol import Envelope, error_body, parse_envelope, success_body
+from gateway.settings import Settings
+from gateway.state import OrderNonces, StateStore
+from gateway.venues import VenueRegistry
+
+log = logging.getLogger("gateway")
+
+
+class Gateway:
+    """Everything one FMZ call needs, built once from the settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.venues = VenueRegistry(settings)
+        self.pool = ClientPool(settings.clients)
+        self.states = StateStore()
+        self.single_flight = SingleFlight()
+        self.order_nonces = OrderNonces()
+        self._parsed_credentials: LRUCache = LRUCache(maxsize=4096)
+        self.started = time.time()
+
+    async def handle(self, route: str, body: bytes, http_method_header: str | None) -> tuple[dict, tuple[str, ...]]:
+        """One FMZ call -> (reply body, secrets to keep out of it)."""
+        secrets: tuple[str, ...] = ()
+        envelope: Envelope | None = None
+        fingerprint = "-"
+        try:
+            envelope = parse_envelope(body, http_method_header)
+            secrets = (envelope.secret_key, *envelope.secret_key.split(","))  # before it is even parsed
+            venue = self.venues.get(route)
+            method = lookup(envelope.method)
+            if method is None:
+                raise BadRequest(f"unknown method {envelope.method[:64]!r} (known: {', '.join(sorted(METHODS))})")
+            credentials = self._credentials(envelope, venue.route)
+            secrets = (*credentials.secrets, *secrets)
+            fingerprint = credentials.fingerprint or "-"
+            if method.private and credentials.empty:
+                raise GatewayError(f"{method.fmz_name} needs access_key and secret_key", "AuthenticationError")
+            if envelope.method == "io":
+                state = self.states.get_or_create(venue.route, credentials.cache_key)
+            else:
+                state = self.states.peek(venue.route, credentials.cache_key)
+            if method.private and not credentials.empty:
+                async with self.pool.private(venue, credentials) as (exchange, index):
+                    data, raw = await method.handler(self._call(envelope, venue, credentials, state, exchange, index))
+            else:
+                exchange, index = await self.pool.public(venue)
+                data, raw = await method.handler(self._call(envelope, venue, credentials, state, exchange, index))
+            return success_body(data, raw), secrets
+        except Exception as exc:
+            message = error_message(exc, secrets)
+            self._log_failure(route, envelope, fingerprint, exc, message, secrets)
+            return error_body(message), secrets
+
+    def _credentials(self, envelope: Envelope, route: str) -> Credentials:
+        """Parsed credentials, memoised: the same docker sends the same keys on every call."""
+        key = (envelope.access_key, envelope.secret_key, route)
+        credentials = self._parsed_credentials.get(key)
+        if credentials is None:
+            credentials = parse_credentials(envelope.access_key, envelope.secret_key, self.settings.credentials, route)
+            self._parsed_credentials[key] = credentials
+        return credentials
+
+    def _call(self, envelope, venue, credentials: Credentials, state, exchange, index) -> Call:
+        return Call(
+            envelope,
+            venue,
+            credentials,
+            state,
+            exchange,
+            index,
+            self.settings.clients,
+            self.single_flight,
+            self.order_nonces,
+        )
+
+    @staticmethod
+    def _log_failure(
+        route: str, envelope: Envelope | None, key: str, exc: Exception, message: str, secrets: tuple
+    ) -> None:
+        """One line per failed call; the key appears only as a fingerprint of its credentials."""
+        method = scrub(envelope.method[:80], secrets) if envelope else "?"
+        if isinstance(exc, GatewayError | ccxt.BaseError):
+            log.info("%s %s key=%s failed: %s", route[:64], method, key, message)
+            return
+        trace = scrub("".join(traceback.format_exception(exc)), secrets)
+        log.error("%s %s key=%s crashed: %s\n%s", route[:64], method, key, message, trace)
