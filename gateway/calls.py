@@ -136,6 +136,13 @@ class Call:
             raise BadRequest(f"order id {raw_id[:64]!r} has no symbol: send '<symbol>,<order id>' or params.symbol")
         return raw_id, *resolved
 
+    async def read_range(self, selector: SymbolRange, fetch: Callable[[dict], Awaitable[list]]) -> list:
+        """A listing (open orders, positions) for a range such as USDT.swap, filtered to that range."""
+        if not self.index.select(selector):  # the exchange lists no such contracts: nothing to ask
+            return []
+        result = await self.read(None, lambda: fetch(selector.ccxt_params))
+        return [item for item in result if selector.matches(self.index.markets.get(item.get("symbol") or "", {}))]
+
     async def read(self, key: tuple | None, factory: Callable[[], Awaitable[Any]]) -> Any:
         """A ccxt read with bounded retries; `key` set = coalesce identical concurrent reads."""
         if key is not None and self.single_flight is not None:

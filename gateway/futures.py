@@ -19,11 +19,7 @@ async def positions(call: Call) -> tuple[Any, Any]:
     call.require("fetchPositions", "GetPositions")
     selector = call.symbol_param(required=False)
     if isinstance(selector, SymbolRange):
-        if not call.index.select(selector):  # the exchange lists no such contracts
-            return [], []
-        params = {"type": selector.kind, "subType": "inverse" if selector.currency == "USD" else "linear"}
-        result = await call.read(None, lambda: call.exchange.fetch_positions(None, params))
-        result = [p for p in result if selector.matches(call.index.markets.get(p.get("symbol"), {}))]
+        result = await call.read_range(selector, lambda params: call.exchange.fetch_positions(None, params))
     elif selector is None:
         result = await call.read(None, lambda: call.exchange.fetch_positions())
     else:

@@ -210,22 +210,15 @@ async def orders(call: Call) -> tuple[Any, Any]:
     call.require("fetchOpenOrders", "GetOrders")
     selector = call.symbol_param(required=False)
     if isinstance(selector, SymbolRange):
-        if not call.index.select(selector):  # the exchange lists no such contracts
-            return [], []
-        result = await call.read(
-            None, lambda: call.exchange.fetch_open_orders(None, None, None, _range_params(selector))
+        result = await call.read_range(
+            selector, lambda params: call.exchange.fetch_open_orders(None, None, None, params)
         )
-        result = [o for o in result if selector.matches(call.index.markets.get(o.get("symbol"), {}))]
     elif selector is None:
         result = await call.read(None, lambda: call.exchange.fetch_open_orders())
     else:
         market, _ = call.market_of(selector)
         result = await call.read(None, lambda: call.exchange.fetch_open_orders(market["symbol"]))
     return [to_fmz_order(call, o) for o in result], [o.get("info") for o in result]
-
-
-def _range_params(selector: SymbolRange) -> dict:
-    return {"type": selector.kind, "subType": "inverse" if selector.currency == "USD" else "linear"}
 
 
 def to_fmz_order(call: Call, order: dict) -> dict:

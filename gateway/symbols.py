@@ -63,6 +63,11 @@ class SymbolRange:
     def __str__(self) -> str:
         return f"{self.currency}.{'futures' if self.kind == 'future' else self.kind}"
 
+    @property
+    def ccxt_params(self) -> dict[str, str]:
+        """How ccxt's listing calls (open orders, positions) narrow to this group without a symbol."""
+        return {"type": self.kind, "subType": "inverse" if self.currency == "USD" else "linear"}
+
     def matches(self, market: dict) -> bool:
         if market.get("type") != self.kind:
             return False
