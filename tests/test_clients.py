@@ -129,3 +129,23 @@ async def test_per_key_clients_share_the_venues_static_tables(fake_binance: Fake
         balance = await keyed.fetch_balance()  # and the client still works
         assert balance["free"]["USDT"] > 0
     await pool.close()
+
+
+async def test_new_keys_get_prebuilt_spare_clients_with_their_own_keys(fake_binance: Fake):
+    fake_binance.add_key("spare-a", "secret-a", "")
+    fake_binance.add_key("spare-b", "secret-b", "")
+    pool = ClientPool(ClientSettings())
+    venue = venue_for(fake_binance)
+    async with pool.private(venue, make_credentials({"apiKey": API_KEY, "secret": CANARY_SECRET})):
+        pass
+    await asyncio.sleep(0)  # the refill runs after the call
+    spare = pool._spares["binance"][-1]
+    async with pool.private(venue, make_credentials({"apiKey": "spare-a", "secret": "secret-a"})) as (a, _):
+        assert a is spare and a.apiKey == "spare-a" and a.secret == "secret-a"
+        fake_binance.engine.account("spare-a").balances["USDT"][0] -= 1  # tell the accounts apart
+        assert (await a.fetch_balance())["free"]["USDT"] == 99999
+    await asyncio.sleep(0)
+    async with pool.private(venue, make_credentials({"apiKey": "spare-b", "secret": "secret-b"})) as (b, _):
+        assert b is not a and b.apiKey == "spare-b"
+        assert (await b.fetch_balance())["free"]["USDT"] == 100000
+    await pool.close()
