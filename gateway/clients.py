@@ -29,6 +29,7 @@ import certifi
 from cachetools import TTLCache
 
 from gateway.credentials import Credentials
+from gateway.errors import GatewayError, error_message
 from gateway.settings import ClientSettings
 from gateway.symbols import MarketIndex
 from gateway.venues import Venue, build_exchange
@@ -42,6 +43,7 @@ SPARES_PER_VENUE = 2
 SPARE_CREDENTIAL_FIELDS = frozenset({"apiKey", "secret", "password", "uid"})
 CONNECTION_LIMIT = 512
 RELOAD_RETRY_AFTER = 60.0  # seconds before a failed markets reload is tried again
+FIRST_LOAD_RETRY_AFTER = 5.0  # seconds during which a failed first load answers without retrying
 
 
 @dataclass
@@ -54,6 +56,7 @@ class MarketScope:
     version: int = 0
     loaded_at: float = 0.0
     _loading: asyncio.Task | None = None
+    _first_load_failure: tuple[float, str] | None = None  # (when, message) of the last failed first load
 
     async def ready(self) -> MarketIndex:
         """The current markets; the first call loads them, an expired copy reloads in the background."""
@@ -66,6 +69,12 @@ class MarketScope:
         return self.index
 
     async def _load_once(self) -> None:
+        failed = self._first_load_failure
+        if self._loading is None and failed is not None and time.monotonic() - failed[0] < FIRST_LOAD_RETRY_AFTER:
+            # the exchange just failed to give its markets: answer at once, do not hammer it per call
+            raise GatewayError(
+                f"markets of {self.master.id} are not available yet: {failed[1]}", "ExchangeNotAvailable"
+            )
         if self._loading is None:
             self._loading = asyncio.create_task(self._load(reload=False))
         await asyncio.shield(self._loading)
@@ -85,9 +94,11 @@ class MarketScope:
                 # Markets are large and live as long as the process: in the permanent generation
                 # they no longer lengthen every full garbage collection (seen: 60 ms pauses).
                 gc.freeze()
-        except Exception:
+        except Exception as exc:
             if self.index is not None:  # keep serving the old markets; try again in a minute, not per request
                 self.loaded_at = started - self.ttl + RELOAD_RETRY_AFTER
+            else:
+                self._first_load_failure = (time.monotonic(), error_message(exc))
             raise
         finally:
             self._loading = None

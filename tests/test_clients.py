@@ -149,3 +149,27 @@ async def test_new_keys_get_prebuilt_spare_clients_with_their_own_keys(fake_bina
         assert b is not a and b.apiKey == "spare-b"
         assert (await b.fetch_balance())["free"]["USDT"] == 100000
     await pool.close()
+
+
+async def test_a_failed_first_markets_load_is_not_retried_on_every_call(fake_binance: Fake):
+    from gateway.errors import GatewayError
+    from tests.fakes.server import Fault
+
+    pool = ClientPool(ClientSettings())
+    venue = Venue("binance-down", "binance", api_base=fake_binance.url, ccxt_config={"enableRateLimit": False})
+    fake_binance.faults.inject(Fault(status=503, body=b"down", content_type="text/plain"), "/api/v3/exchangeInfo")
+    before = exchange_info_requests(fake_binance)
+    errors = []
+    for _ in range(5):
+        try:
+            await pool.public(venue)
+        except Exception as exc:
+            errors.append(exc)
+    assert len(errors) == 5 and not isinstance(errors[0], GatewayError)  # the exchange's own error first
+    assert all(isinstance(e, GatewayError) and "not available yet" in str(e) for e in errors[1:])
+    assert exchange_info_requests(fake_binance) - before == 1
+    scope = pool.scope_for(venue)
+    scope._first_load_failure = (0.0, "old")  # the cool-down has passed: the next call loads again
+    _, index = await pool.public(venue)
+    assert "BTC/USDT" in index.markets
+    await pool.close()
