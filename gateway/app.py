@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -102,13 +103,24 @@ def encode_json(body: Any, secrets: tuple[str, ...] = ()) -> bytes:
     try:
         payload = orjson.dumps(body, default=str)
     except TypeError:  # e.g. an integer beyond 64 bits in an exchange reply
-        payload = json.dumps(body, default=str, ensure_ascii=False).encode()
+        payload = json.dumps(_finite(body), default=str, ensure_ascii=False, allow_nan=False).encode()
     for secret in secrets:
         if secret and len(secret) >= 4:
             escaped = orjson.dumps(secret)[1:-1]
             if escaped in payload:
                 payload = payload.replace(escaped, b"***")
     return payload
+
+
+def _finite(value: Any) -> Any:
+    """NaN and Infinity (not JSON) as null, the way orjson writes them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def json_response(body: Any, status: int = 200) -> Response:

@@ -27,6 +27,10 @@ from gateway.venues import Venue
 log = logging.getLogger("gateway.calls")
 
 
+class _LeaderCancelled(Exception):
+    """The task running a shared call was cancelled; its followers must run the call again."""
+
+
 class SingleFlight:
     """Concurrent calls with the same key share one upstream call and its outcome.
 
@@ -40,13 +44,16 @@ class SingleFlight:
     async def run(self, key: tuple, factory: Callable[[], Awaitable[Any]]) -> Any:
         running = self._running.get(key)
         if running is not None:
-            return await asyncio.shield(running)
+            try:
+                return await asyncio.shield(running)
+            except _LeaderCancelled:  # the caller that ran it went away: run it ourselves
+                return await self.run(key, factory)
         shared = asyncio.get_running_loop().create_future()
         self._running[key] = shared
         try:
             result = await factory()
         except BaseException as exc:
-            shared.set_exception(exc if isinstance(exc, Exception) else ccxt.RequestTimeout("cancelled upstream"))
+            shared.set_exception(exc if isinstance(exc, Exception) else _LeaderCancelled())
             shared.exception()  # marks it retrieved: no "never retrieved" warning without waiters
             raise
         else:

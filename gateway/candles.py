@@ -84,10 +84,9 @@ async def fetch_candles(
             lambda since=since: call.exchange.fetch_ohlcv(symbol, timeframe, since, per_request),
         )
         fresh = [row for row in page if row and row[0] is not None and row[0] >= since]
-        if not fresh:
-            break
         rows.update((int(row[0]), row) for row in fresh)
-        since = int(fresh[-1][0]) + step_ms
+        # an empty window (before the listing, or a gap in the exchange's history) is skipped, not the end
+        since = int(fresh[-1][0]) + step_ms if fresh else since + per_request * step_ms
         if since > now_ms:
             break
     return [rows[t] for t in sorted(rows)][-count:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from gateway import convert
@@ -11,6 +12,7 @@ from gateway.protocol import int_param
 from gateway.symbols import RELATIVE_CONTRACTS, FmzSymbol, SymbolRange
 
 DEFAULT_FUNDING_INTERVAL_MS = 8 * 3600_000
+INTERVAL_RETRY_AFTER = 60.0
 MAX_LEVERAGE = 1000
 DIRECTIONS = ("buy", "sell", "closebuy", "closesell")
 
@@ -91,13 +93,21 @@ async def fundings(call: Call) -> tuple[Any, Any]:
         if symbols == []:
             return [], []
         rates = list((await _all_rates(call, symbols)).values())
+    lacking = {
+        "inverse" if call.index.markets.get(r.get("symbol") or "", {}).get("inverse") else "linear"
+        for r in rates
+        if _interval_ms(call, r.get("interval")) is None
+    }
+    known: dict[str, int] = {}
+    for sub_type in sorted(lacking):  # at most one lookup per kind and call, whatever the number of rates
+        known.update(await _exchange_intervals(call, sub_type))
     data = []
     for rate in rates:
         market = call.index.markets.get(rate.get("symbol") or "", {})
         fmz_symbol = call.index.fmz_symbol(market) if market else call.index.fmz_symbol_for(rate.get("symbol"))
         interval = _interval_ms(call, rate.get("interval"))
         if interval is None:
-            interval = (await _exchange_intervals(call, market)).get(rate.get("symbol"), DEFAULT_FUNDING_INTERVAL_MS)
+            interval = known.get(rate.get("symbol"), DEFAULT_FUNDING_INTERVAL_MS)
         data.append(convert.to_fmz_funding(rate, fmz_symbol, interval))
     return data, [r.get("info") for r in rates]
 
@@ -121,23 +131,26 @@ def _interval_ms(call: Call, interval: Any) -> int | None:
     return None
 
 
-async def _exchange_intervals(call: Call, market: dict) -> dict[str, int]:
+async def _exchange_intervals(call: Call, sub_type: str) -> dict[str, int]:
     """{symbol: interval ms} where funding rates omit it (binance lists only non-default intervals
-    in fundingInfo); fetched once per loaded markets."""
+    in fundingInfo); fetched once per loaded markets. Informative only: a failed lookup is not
+    retried and not repeated for a minute (during a rate-limit episode it must cost nothing)."""
     if not call.has("fetchFundingIntervals"):
         return {}
-    sub_type = "inverse" if market.get("inverse") else "linear"
     memo_key = ("funding_intervals", sub_type)
-    intervals = call.index.memo.get(memo_key)
-    if intervals is None:
-        try:
-            found = await call.read(
-                memo_key, lambda: call.exchange.fetch_funding_intervals(None, {"subType": sub_type})
-            )
-        except Exception:  # the interval is informative: FMZ's default applies
-            return {}
-        intervals = {symbol: ms for symbol, item in found.items() if (ms := _interval_ms(call, item.get("interval")))}
-        call.index.memo[memo_key] = intervals
+    cached = call.index.memo.get(memo_key)
+    if isinstance(cached, tuple):  # (retry after, {}) from a failed lookup
+        if time.monotonic() < cached[0]:
+            return cached[1]
+    elif cached is not None:
+        return cached
+    try:
+        found = await call.exchange.fetch_funding_intervals(None, {"subType": sub_type})
+    except Exception:  # FMZ's default interval applies meanwhile
+        call.index.memo[memo_key] = (time.monotonic() + INTERVAL_RETRY_AFTER, {})
+        return {}
+    intervals = {symbol: ms for symbol, item in found.items() if (ms := _interval_ms(call, item.get("interval")))}
+    call.index.memo[memo_key] = intervals
     return intervals
 
 

@@ -179,8 +179,12 @@ def precise_amount(call: Call, market: dict, amount: Decimal) -> Decimal:
 
 def favourable_price(call: Call, market: dict, price: Decimal, side: str) -> Decimal:
     """The price on the market's grid that is no worse for the caller: buys round down, sells up."""
-    tick = Decimal(str(convert.step_size((market.get("precision") or {}).get("price"), call.exchange.precisionMode)))
-    if tick > 0 and call.exchange.precisionMode != convert.SIGNIFICANT_DIGITS:
+    precision = (market.get("precision") or {}).get("price")
+    if call.exchange.precisionMode == convert.SIGNIFICANT_DIGITS and precision:
+        tick = Decimal(1).scaleb(price.adjusted() - int(convert.num(precision)) + 1)  # the last significant digit
+    else:
+        tick = Decimal(str(convert.step_size(precision, call.exchange.precisionMode)))
+    if tick > 0:
         steps = (price / tick).to_integral_value(ROUND_FLOOR if side == "buy" else ROUND_CEILING)
         rounded = Decimal(call.exchange.price_to_precision(market["symbol"], float(steps * tick)))
     else:
@@ -197,8 +201,17 @@ async def apply_pending_leverage(call: Call, market: dict) -> None:
         return
     symbol = market["symbol"]
     if symbol not in state.leverage_settled:
-        await call.exchange.set_leverage(state.margin_level, symbol)
+        # Settled before trying: a level this contract refuses fails one order, with the reason,
+        # and later orders trade at the contract's current leverage instead of failing forever.
         state.leverage_settled.add(symbol)
+        try:
+            await call.exchange.set_leverage(state.margin_level, symbol)
+        except ccxt.BaseError as exc:
+            raise GatewayError(
+                f"SetMarginLevel({state.margin_level}) failed for {symbol}, so the order was not sent: "
+                f"{error_message(exc)}",
+                type(exc).__name__,
+            ) from None
 
 
 async def is_hedged(call: Call, market: dict) -> bool:

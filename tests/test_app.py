@@ -132,3 +132,10 @@ def test_a_crash_inside_a_handler_is_a_json_error_without_traceback(gateway: Gat
     monkeypatch.setitem(methods.METHODS, "ticker", methods.Method(broken, False, "GetTicker"))
     reply = gateway.call("binance", "ticker", {"symbol": "BTC_USDT"}, secret_key=CANARY_SECRET)
     assert reply == {"error": "InternalError: boom with ***"}
+
+
+def test_reply_encoding_never_emits_nan_even_on_the_fallback_path():
+    from gateway.app import encode_json
+
+    payload = encode_json({"data": {"id": 2**70, "avg": float("nan"), "list": [float("inf")]}})
+    assert json.loads(payload) == {"data": {"id": 2**70, "avg": None, "list": [None]}}

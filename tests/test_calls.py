@@ -90,3 +90,22 @@ async def test_single_flight_propagates_errors_to_every_waiter():
     results = await asyncio.gather(*(flight.run(("k",), failing) for _ in range(5)), return_exceptions=True)
     assert calls == 1 and all(isinstance(r, ValueError) for r in results)
     assert len(flight) == 0
+
+
+async def test_single_flight_followers_rerun_when_the_leader_is_cancelled():
+    flight = SingleFlight()
+    calls = 0
+
+    async def slow():
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        return calls
+
+    leader = asyncio.ensure_future(flight.run(("k",), slow))
+    await asyncio.sleep(0.01)
+    followers = [asyncio.ensure_future(flight.run(("k",), slow)) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    leader.cancel()
+    results = await asyncio.gather(*followers)
+    assert results == [2, 2, 2] and calls == 2  # one follower ran it again, the others shared that run

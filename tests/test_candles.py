@@ -38,3 +38,13 @@ def test_impossible_requests_are_clear_errors(account: Account):
     else:
         rows = account.data("records", {"symbol": "BTC_USDT", "period": "0.5", "limit": "3"})
         assert len(rows) == 3 and all(r[0] % 30 == 0 for r in rows)
+
+
+def test_an_empty_page_is_skipped_not_the_end(gateway, fake_binance):
+    from tests.conftest import open_account
+    from tests.fakes.server import Fault
+
+    account = open_account("binance", fake_binance, gateway)
+    fake_binance.faults.inject(Fault(status=200, body=b"[]"), "/api/v3/klines")  # the oldest window is empty
+    rows = account.data("records", {"symbol": "ETH_USDT", "period": "1", "limit": "1500"})
+    assert len(rows) == 500 and rows[-1][0] == int(time.time()) // 60 * 60  # the newest bars are there

@@ -310,3 +310,38 @@ def test_funding_interval_comes_from_the_exchange_where_rates_omit_it(fake_binan
     finally:
         eth.funding_interval_h = 8
         server.stop()
+
+
+def test_a_failing_interval_lookup_costs_one_request_per_minute(fake_binance, fake_okx):
+    import httpx
+
+    from gateway.app import create_app
+    from gateway.settings import parse_settings
+    from tests.conftest import gateway_config
+    from tests.fakes.server import BackgroundServer, Fault
+
+    fake_binance.faults.inject(
+        Fault(status=429, body=b'{"code":-1003,"msg":"Too many requests"}'), "/fapi/v1/fundingInfo", times=50
+    )
+    server = BackgroundServer(create_app(parse_settings(gateway_config(fake_binance, fake_okx)))).start()
+    try:
+        before = sum(1 for _, path in fake_binance.faults.requests if path == "/fapi/v1/fundingInfo")
+        for _ in range(3):
+            reply = httpx.post(f"{server.url}/binance", json={"method": "fundings", "params": {"symbol": "USDT.swap"}})
+            assert [f["interval"] for f in reply.json()["data"]] == [8 * 3600_000, 8 * 3600_000]
+        after = sum(1 for _, path in fake_binance.faults.requests if path == "/fapi/v1/fundingInfo")
+        assert after - before == 1
+    finally:
+        fake_binance.faults.faults.clear()
+        server.stop()
+
+
+def test_a_refused_pending_leverage_fails_one_order_with_the_reason(gateway, fake_okx):
+    from tests.conftest import open_account
+
+    account = open_account("okx", fake_okx, gateway)
+    account.data("io", {"code": 0, "args": [120]})  # ETH-USDT-SWAP allows at most 100
+    message = account.error("trade", {"symbol": "ETH_USDT.swap", "type": "buy", "price": "-1", "amount": "1"})
+    assert "SetMarginLevel(120) failed for ETH/USDT:USDT, so the order was not sent" in message
+    account.data("trade", {"symbol": "ETH_USDT.swap", "type": "buy", "price": "-1", "amount": "1"})
+    assert [p["amount"] for p in positions(account, "ETH_USDT.swap")] == [1]

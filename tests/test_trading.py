@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from tests.conftest import Account
 
 
@@ -39,3 +41,45 @@ def test_same_nonce_with_other_params_is_another_order(account: Account):
     a = post_trade(account, 1730275031047003000, "43000")
     b = post_trade(account, 1730275031047003000, "42000")
     assert a["data"]["id"] != b["data"]["id"]
+
+
+@pytest.mark.parametrize(
+    ("exchange_id", "digits", "side", "price", "expected"),
+    [
+        ("bitfinex", 5, "buy", "12345.6", "12345"),
+        ("bitfinex", 5, "sell", "12344.4", "12345"),
+        ("bitfinex", 5, "buy", "0.123456", "0.12345"),
+        ("bithumb", 4, "buy", "12345.6", "12340"),
+        ("bitfinex", 5, "buy", "12345", "12345"),  # already on the grid: unchanged
+    ],
+)
+def test_limit_prices_round_in_the_callers_favour_under_significant_digits(exchange_id, digits, side, price, expected):
+    from decimal import Decimal
+    from types import SimpleNamespace
+
+    import ccxt.async_support as ccxt
+
+    from gateway.trading import favourable_price
+
+    exchange = getattr(ccxt, exchange_id)()
+    market = {
+        "id": "X",
+        "symbol": "BTC/USD",
+        "base": "BTC",
+        "quote": "USD",
+        "type": "spot",
+        "spot": True,
+        "precision": {"price": digits, "amount": 8},
+        "limits": {},
+    }
+    exchange.set_markets([market])
+    rounded = favourable_price(SimpleNamespace(exchange=exchange), exchange.markets["BTC/USD"], Decimal(price), side)
+    assert rounded == Decimal(expected)
+
+
+def test_tick_size_prices_round_down_for_buys_and_up_for_sells(account: Account):
+    buy = account.data("trade", {"symbol": "BTC_USDT", "type": "buy", "price": "50000.019", "amount": "0.001"})
+    sell = account.data("trade", {"symbol": "BTC_USDT", "type": "sell", "price": "70000.011", "amount": "0.001"})
+    tick = float(account.fake.engine.instruments["BTC/USDT"].tick)
+    assert account.data("order", {"id": buy["id"]})["price"] == pytest.approx(50000.0 if tick == 0.1 else 50000.01)
+    assert account.data("order", {"id": sell["id"]})["price"] == pytest.approx(70000.1 if tick == 0.1 else 70000.02)
