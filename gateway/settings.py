@@ -7,9 +7,11 @@ typo never silently falls back to a default (a mistyped `sandbox` must not trade
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +44,27 @@ class ClientSettings:
 
 
 @dataclass(frozen=True)
-class VenueSettings:
+class Venue:
+    """One route: a ccxt exchange id and how to reach it (the `exchanges.<route>` keys)."""
+
     route: str
-    ccxt: str
+    ccxt_id: str  # `ccxt:` in the config
     sandbox: bool = False
     api_base: str | None = None
     markets_file: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-    ccxt_config: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    ccxt_config: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    @cached_property
+    def market_scope(self) -> tuple:
+        """Venues with the same scope see the same markets and may share one loaded copy."""
+        return (
+            self.ccxt_id,
+            self.sandbox,
+            self.api_base,
+            self.markets_file,
+            json.dumps(self.options, sort_keys=True, default=str),
+        )
 
 
 @dataclass(frozen=True)
@@ -67,7 +82,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     clients: ClientSettings = field(default_factory=ClientSettings)
     allow_any_ccxt_exchange: bool = True
-    exchanges: dict[str, VenueSettings] = field(default_factory=dict)
+    exchanges: dict[str, Venue] = field(default_factory=dict)
     credentials: dict[str, CredentialAlias] = field(default_factory=dict)
 
 
@@ -118,7 +133,7 @@ def parse_settings(raw: Any) -> Settings:
     return Settings(server, clients, allow_any, exchanges, credentials)
 
 
-def _venue(route: str, body: Any) -> VenueSettings:
+def _venue(route: str, body: Any) -> Venue:
     where = f"exchanges.{route}"
     name = route.lower()
     if not ROUTE_NAME.match(name):
@@ -129,9 +144,9 @@ def _venue(route: str, body: Any) -> VenueSettings:
     api_base = _optional_str(spec.get("api_base"), f"{where}.api_base")
     if api_base is not None and not re.match(r"^https?://[^/\s]+$", api_base.rstrip("/")):
         raise SettingsError(f"{where}.api_base: expected scheme://host[:port], got {api_base!r}")
-    return VenueSettings(
+    return Venue(
         route=name,
-        ccxt=ccxt_id,
+        ccxt_id=ccxt_id,
         sandbox=_typed(spec.get("sandbox", False), bool, f"{where}.sandbox"),
         api_base=api_base.rstrip("/") if api_base else None,
         markets_file=_optional_str(spec.get("markets_file"), f"{where}.markets_file"),

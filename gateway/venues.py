@@ -8,16 +8,13 @@ it never falls back to live), then the `api_base` rewrite of every `urls['api']`
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 import ccxt.async_support as ccxt_async
 
 from gateway.errors import GatewayError
-from gateway.settings import Settings, VenueSettings
+from gateway.settings import Settings, Venue
 
 CCXT_EXCHANGES = frozenset(ccxt_async.exchanges)
 _SCHEME_HOST = re.compile(r"^[a-z]+://[^/]+", re.IGNORECASE)
@@ -31,46 +28,12 @@ class SandboxUnavailable(GatewayError):
     kind = "NotSupported"
 
 
-@dataclass(frozen=True)
-class Venue:
-    route: str
-    ccxt_id: str
-    sandbox: bool = False
-    api_base: str | None = None
-    markets_file: str | None = None
-    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-    ccxt_config: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-
-    @cached_property
-    def market_scope(self) -> tuple:
-        """Venues with the same scope see the same markets and may share one loaded copy."""
-        return (
-            self.ccxt_id,
-            self.sandbox,
-            self.api_base,
-            self.markets_file,
-            json.dumps(self.options, sort_keys=True, default=str),
-        )
-
-    @classmethod
-    def from_settings(cls, spec: VenueSettings) -> Venue:
-        return cls(
-            route=spec.route,
-            ccxt_id=spec.ccxt,
-            sandbox=spec.sandbox,
-            api_base=spec.api_base,
-            markets_file=spec.markets_file,
-            options=dict(spec.options),
-            ccxt_config=dict(spec.ccxt_config),
-        )
-
-
 class VenueRegistry:
     """Resolves the URL path segment to a Venue, case-insensitively."""
 
     def __init__(self, settings: Settings) -> None:
         self.allow_any = settings.allow_any_ccxt_exchange
-        self.configured = {name: Venue.from_settings(spec) for name, spec in settings.exchanges.items()}
+        self.configured = dict(settings.exchanges)
         self._cache: dict[str, Venue] = dict(self.configured)
 
     def get(self, route: str) -> Venue:

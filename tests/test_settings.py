@@ -30,7 +30,7 @@ def test_venue_keys_are_parsed_and_routes_lower_cased():
         }
     )
     venue = settings.exchanges["okx-demo"]
-    assert venue.ccxt == "okx" and venue.sandbox is True and venue.api_base == "http://127.0.0.1:9000"
+    assert venue.ccxt_id == "okx" and venue.sandbox is True and venue.api_base == "http://127.0.0.1:9000"
     assert venue.options == {"defaultType": "swap"}
 
 
