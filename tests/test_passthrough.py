@@ -44,18 +44,26 @@ def test_a_path_no_section_serves_is_refused():
         resolve_api_section(exchange, "/nope/v9/x", "GET")
 
 
-def test_binance_signed_get_returns_the_reply_verbatim(account: Account):
-    if account.route != "binance":
-        pytest.skip("binance paths")
+@pytest.fixture
+def binance_account(gateway, fake_binance) -> Account:
+    return open_account("binance", fake_binance, gateway)
+
+
+@pytest.fixture
+def okx_account(gateway, fake_okx) -> Account:
+    return open_account("okx", fake_okx, gateway)
+
+
+def test_binance_signed_get_returns_the_reply_verbatim(binance_account: Account):
+    account = binance_account
     reply = account.call("__api_/api/v3/account", {"omitZeroBalances": "true"})
     assert reply["data"]["canTrade"] is True
     assert {b["asset"] for b in reply["data"]["balances"]} >= {"USDT", "BTC"}
     assert reply["raw"] == reply["data"]
 
 
-def test_binance_signed_post_places_an_order(account: Account):
-    if account.route != "binance":
-        pytest.skip("binance paths")
+def test_binance_signed_post_places_an_order(binance_account: Account):
+    account = binance_account
     params = {
         "symbol": "BTCUSDT",
         "side": "BUY",
@@ -74,9 +82,8 @@ def test_binance_signed_post_places_an_order(account: Account):
     assert cancel["status"] == "CANCELED"
 
 
-def test_okx_signed_get_and_post(account: Account):
-    if account.route != "okx":
-        pytest.skip("okx paths")
+def test_okx_signed_get_and_post(okx_account: Account):
+    account = okx_account
     balance = account.data("__api_/api/v5/account/balance", {"ccy": "USDT"})
     assert balance["code"] == "0" and balance["data"][0]["details"][0]["ccy"] == "USDT"
     body = {"instId": "BTC-USDT", "tdMode": "cash", "side": "buy", "ordType": "limit", "sz": "0.001", "px": "50000"}
