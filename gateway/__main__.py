@@ -64,10 +64,10 @@ def serve_forever(settings: Settings, host: str | None, port: int | None) -> int
     logging.getLogger("ccxt").setLevel(logging.WARNING)
     _warn_about_routes(settings)
     bind_host = host or settings.server.host
-    if bind_host not in ("127.0.0.1", "localhost", "::1"):
+    if bind_host not in ("127.0.0.1", "localhost", "::1") and not settings.server.allowed_clients:
         logging.getLogger("gateway").warning(
-            "listening on %s: anyone who reaches this address can trade with the keys they send; "
-            "restrict it with a firewall",
+            "listening on %s with no server.allowed_clients: anyone who reaches this address can use "
+            "the gateway; list your dockers' networks there or firewall the port",
             bind_host,
         )
     app = create_app(settings)

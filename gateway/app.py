@@ -9,6 +9,7 @@ Every FMZ call is answered with HTTP 200 and JSON, `{"data", "raw"}` or `{"error
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import logging
 import math
@@ -43,8 +44,13 @@ class GatewayApp:
         self.fallback = fallback
         self.state = fallback.state
         self.max_body = gateway.settings.server.max_body_bytes
+        self.client_filter = ClientFilter(gateway.settings.server.allowed_clients)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self.client_filter.allows(scope.get("client")):
+            host = (scope.get("client") or ("unknown",))[0]
+            await send_json(send, error_body(f"Forbidden: client {host} is not in server.allowed_clients"), (), 403)
+            return
         if scope["type"] == "http" and scope["method"] == "POST":
             path: str = scope["path"]
             if len(path) > 1 and path.find("/", 1) == -1:
@@ -67,6 +73,30 @@ class GatewayApp:
             return
         reply, secrets = await self.gateway.handle(route, body, http_method)
         await send_json(send, reply, secrets)
+
+
+class ClientFilter:
+    """`server.allowed_clients`: who may call. Loopback always may; an empty list lets anyone."""
+
+    def __init__(self, networks: tuple[str, ...]) -> None:
+        self.networks = [ipaddress.ip_network(n, strict=False) for n in networks]
+        self._verdicts: dict[str, bool] = {}
+
+    def allows(self, client: tuple | list | None) -> bool:
+        if not self.networks:
+            return True
+        host = client[0] if client else ""
+        verdict = self._verdicts.get(host)
+        if verdict is None:
+            try:
+                address = ipaddress.ip_address(host)
+            except ValueError:  # a unix socket or an unknown peer: only an explicit opening lets it in
+                verdict = False
+            else:
+                verdict = address.is_loopback or any(address in network for network in self.networks)
+            if len(self._verdicts) < 10_000:
+                self._verdicts[host] = verdict
+        return verdict
 
 
 async def read_body(receive: Receive, declared: bytes | None, limit: int) -> bytes:

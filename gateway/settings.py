@@ -7,6 +7,7 @@ typo never silently falls back to a default (a mistyped `sandbox` must not trade
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -31,6 +32,7 @@ class ServerSettings:
     port: int = 6666
     max_body_bytes: int = 1_048_576
     log_level: str = "info"
+    allowed_clients: tuple[str, ...] = ()  # networks (CIDR) that may call; empty = anyone; loopback always may
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,11 @@ def parse_settings(raw: Any) -> Settings:
     server = _section(top.get("server"), "server", ServerSettings)
     if not 0 <= server.port <= 65535:
         raise SettingsError(f"server.port: must be 0..65535, got {server.port}")
+    for network in server.allowed_clients:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise SettingsError(f"server.allowed_clients: {network!r} is not an address or network") from None
     clients = _section(top.get("clients"), "clients", ClientSettings)
     for name in ("idle_ttl", "max_clients", "markets_ttl"):
         if getattr(clients, name) <= 0:
@@ -199,6 +206,10 @@ def _section(raw: Any, where: str, cls: type) -> Any:
         expected = type(getattr(defaults, key))
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if expected is tuple:
+            if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+                raise SettingsError(f"{where}.{key}: expected a list of strings, got {value!r}")
+            value = tuple(value)
         out[key] = _typed(value, expected, f"{where}.{key}")
     return cls(**out)
 

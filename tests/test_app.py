@@ -139,3 +139,32 @@ def test_reply_encoding_never_emits_nan_even_on_the_fallback_path():
 
     payload = encode_json({"data": {"id": 2**70, "avg": float("nan"), "list": [float("inf")]}})
     assert json.loads(payload) == {"data": {"id": 2**70, "avg": None, "list": [None]}}
+
+
+def test_allowed_clients_refuse_other_networks_but_never_loopback():
+    from gateway.app import ClientFilter
+
+    open_to_all = ClientFilter(())
+    assert open_to_all.allows(("203.0.113.9", 5000))
+    docker_net = ClientFilter(("172.17.0.0/16", "10.1.2.3"))
+    assert docker_net.allows(("172.17.0.5", 1)) and docker_net.allows(("10.1.2.3", 1))
+    assert docker_net.allows(("127.0.0.1", 1)) and docker_net.allows(("::1", 1))
+    assert not docker_net.allows(("203.0.113.9", 1)) and not docker_net.allows(None)
+
+
+def test_a_refused_client_gets_json_403(fake_binance):
+    import httpx
+
+    from gateway.app import create_app
+    from gateway.settings import parse_settings
+    from tests.fakes.server import BackgroundServer
+
+    app = create_app(parse_settings({"server": {"allowed_clients": ["10.0.0.0/8"]}}))
+    app.client_filter.allows = lambda client: False  # as if this loopback test client came from elsewhere
+    server = BackgroundServer(app).start()
+    try:
+        reply = httpx.post(f"{server.url}/binance", json={"method": "ticker"})
+        assert reply.status_code == 403
+        assert reply.json() == {"error": "Forbidden: client 127.0.0.1 is not in server.allowed_clients"}
+    finally:
+        server.stop()

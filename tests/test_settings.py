@@ -72,3 +72,14 @@ def test_invalid_yaml_is_a_settings_error(tmp_path):
     path.write_text("server: [unclosed")
     with pytest.raises(SettingsError, match="invalid YAML"):
         load_settings(path)
+
+
+def test_allowed_clients_are_validated():
+    assert parse_settings({"server": {"allowed_clients": ["10.0.0.0/8", "::1"]}}).server.allowed_clients == (
+        "10.0.0.0/8",
+        "::1",
+    )
+    with pytest.raises(SettingsError, match=r"server\.allowed_clients: 'nope' is not an address"):
+        parse_settings({"server": {"allowed_clients": ["nope"]}})
+    with pytest.raises(SettingsError, match="expected a list of strings"):
+        parse_settings({"server": {"allowed_clients": "10.0.0.0/8"}})
