@@ -9,8 +9,10 @@ the caller's favour (a buy down, a sell up).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
@@ -24,6 +26,9 @@ from gateway.protocol import decimal_param, str_param
 
 log = logging.getLogger("gateway.trading")
 POSITION_MODE_TTL = 300.0
+# Exchanges where ccxt passes our `clientOrderId` and finds an order by it (fetch_order with
+# params.clientOrderId), and whose id rules "fmz" + 20 hex digits meets. Others keep ccxt's ids.
+CLIENT_ORDER_ID_EXCHANGES = frozenset({"binance", "binanceusdm", "binancecoinm", "okx"})
 
 ORDER_KINDS = {  # FMZ trade type -> (ccxt side, reduce-only)
     "buy": ("buy", False),
@@ -143,27 +148,65 @@ async def place(call: Call, order: OrderRequest) -> tuple[Any, Any]:
             params["reduceOnly"] = True
         if await is_hedged(call, order.market):
             params["hedged"] = True
-    if order.spends_quote:
-        result = await market_buy_with_cost(call, order.market, order.amount)
-    else:
-        quantity = float(order.amount)
-        price = float(order.price) if order.price is not None else None
-        order_type = "limit" if order.price is not None else "market"
-        result = await call.exchange.create_order(symbol, order_type, order.side, quantity, price, params)
+    client_id = client_order_id(call, order)
+    if client_id:
+        params["clientOrderId"] = client_id
+    try:
+        if order.spends_quote:
+            result = await market_buy_with_cost(call, order.market, order.amount, params)
+        else:
+            quantity = float(order.amount)
+            price = float(order.price) if order.price is not None else None
+            order_type = "limit" if order.price is not None else "market"
+            result = await call.exchange.create_order(symbol, order_type, order.side, quantity, price, params)
+    except ccxt.NetworkError as exc:  # the exchange may have accepted the order before the answer was lost
+        if not client_id:
+            raise
+        result = await recover_order(call, symbol, client_id, exc)
     return {"id": f"{order.fmz_symbol},{result['id']}"}, result.get("info")
 
 
-async def market_buy_with_cost(call: Call, market: dict, cost: Decimal) -> dict:
+def client_order_id(call: Call, order: OrderRequest) -> str | None:
+    """Our own client order id, where the exchange takes one and can find an order by it.
+
+    Derived from the FMZ nonce and the order, so a re-sent request carries the same id."""
+    if call.exchange.id not in CLIENT_ORDER_ID_EXCHANGES:
+        return None
+    seed = repr(
+        (call.venue.route, call.credentials.cache_key, call.envelope.nonce or uuid.uuid4().hex, order.identity())
+    )
+    return "fmz" + hashlib.sha256(seed.encode()).hexdigest()[:20]
+
+
+async def recover_order(call: Call, symbol: str, client_id: str, failure: Exception) -> dict:
+    """After a lost answer, look the order up by its client id instead of sending it again."""
+    try:
+        found = await call.read(None, lambda: call.exchange.fetch_order(None, symbol, {"clientOrderId": client_id}))
+    except ccxt.OrderNotFound:
+        raise GatewayError(
+            f"{error_message(failure)}; no order with client id {client_id} exists", "OrderNotPlaced"
+        ) from None
+    except ccxt.BaseError as exc:
+        raise GatewayError(
+            f"{error_message(failure)}; the order may have been placed: look for client id {client_id} "
+            f"(lookup failed: {error_message(exc)})",
+            type(failure).__name__,
+        ) from None
+    log.warning("order %s answer lost (%s); found it by client id", client_id, type(failure).__name__)
+    return found
+
+
+async def market_buy_with_cost(call: Call, market: dict, cost: Decimal, params: dict) -> dict:
     """A spot market buy spends `cost` in the quote currency, as FMZ's Buy(-1, cost) does."""
     symbol = market["symbol"]
     if call.has("createMarketBuyOrderWithCost"):
-        return await call.exchange.create_market_buy_order_with_cost(symbol, float(cost))
+        return await call.exchange.create_market_buy_order_with_cost(symbol, float(cost), params)
     ticker = await call.read(("ticker", symbol), lambda: call.exchange.fetch_ticker(symbol))
     ask = ticker.get("ask") or ticker.get("last")
     if not ask:
         raise BadRequest(f"cannot convert a market buy of {cost} {market['quote']} to {market['base']}: no price")
     quantity = precise_amount(call, market, cost / Decimal(str(ask)))
-    return await call.exchange.create_order(symbol, "market", "buy", float(quantity), None, {})
+    return await call.exchange.create_order(symbol, "market", "buy", float(quantity), None, params)
 
 
 def precise_amount(call: Call, market: dict, amount: Decimal) -> Decimal:

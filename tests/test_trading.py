@@ -83,3 +83,37 @@ def test_tick_size_prices_round_down_for_buys_and_up_for_sells(account: Account)
     tick = float(account.fake.engine.instruments["BTC/USDT"].tick)
     assert account.data("order", {"id": buy["id"]})["price"] == pytest.approx(50000.0 if tick == 0.1 else 50000.01)
     assert account.data("order", {"id": sell["id"]})["price"] == pytest.approx(70000.1 if tick == 0.1 else 70000.02)
+
+
+ORDER_PATHS = {"binance": "/api/v3/order", "okx": "/api/v5/trade/batch-orders"}
+
+
+def test_orders_carry_a_client_id_derived_from_the_nonce(account: Account):
+    first = post_trade(account, 1730275031047004000, "41000")
+    order_id = first["data"]["id"].split(",")[1]
+    client_id = account.fake.engine.get_order(order_id).client_id
+    assert client_id.startswith("fmz") and len(client_id) == 23
+
+
+def test_a_lost_answer_is_recovered_by_client_id_not_sent_again(account: Account):
+    from tests.fakes.server import Fault
+
+    path = ORDER_PATHS[account.route]
+    account.fake.faults.inject(Fault(lose_answer=True, method="POST"), path)
+    before = sum(1 for m, p in account.fake.faults.requests if p == path and m == "POST")
+    reply = post_trade(account, 1730275031047005000, "40500")
+    assert "data" in reply, reply
+    orders = account.data("orders", {"symbol": "BTC_USDT"})
+    assert [o["id"] for o in orders] == [reply["data"]["id"]]  # exactly one order, and it is the one reported
+    assert sum(1 for m, p in account.fake.faults.requests if p == path and m == "POST") - before == 1
+
+
+def test_an_order_that_never_arrived_is_reported_as_not_placed(account: Account):
+    from tests.fakes.server import Fault
+
+    account.fake.faults.inject(
+        Fault(status=503, body=b"busy", content_type="text/plain", method="POST"), ORDER_PATHS[account.route]
+    )
+    reply = post_trade(account, 1730275031047006000, "40400")
+    assert reply["error"].startswith("OrderNotPlaced:") and "no order with client id fmz" in reply["error"]
+    assert account.data("orders", {"symbol": "BTC_USDT"}) == []

@@ -23,6 +23,8 @@ class Fault:
     body: bytes = b'{"error":"injected"}'
     content_type: str = "application/json"
     drop: bool = False  # close the connection without an answer
+    lose_answer: bool = False  # let the exchange handle the request, then drop its answer (a timeout)
+    method: str | None = None  # only requests with this verb
 
 
 @dataclass
@@ -49,8 +51,11 @@ class FaultInjector:
             await asyncio.sleep(self.latency_ms / 1000)
         for item in list(self.faults):
             prefix, fault = item
-            if scope["path"].startswith(prefix):
+            if scope["path"].startswith(prefix) and fault.method in (None, scope["method"]):
                 self.faults.remove(item)
+                if fault.lose_answer:
+                    await self.app(scope, receive, _discard)
+                    raise ConnectionResetError("injected: answer lost after handling")
                 if fault.drop:
                     raise ConnectionResetError("injected drop")
                 await send(
@@ -63,6 +68,10 @@ class FaultInjector:
                 await send({"type": "http.response.body", "body": fault.body})
                 return
         await self.app(scope, receive, send)
+
+
+async def _discard(message: dict) -> None:
+    """An ASGI send that throws the answer away."""
 
 
 class BackgroundServer:
