@@ -139,13 +139,13 @@ def to_fmz_order(order: dict, fmz_symbol: str, contract_type: str | None = None)
     return result
 
 
-def to_fmz_balances(balance: dict, include_zero: bool = False) -> list[dict]:
+def to_fmz_balances(balance: dict) -> list[dict]:
     """[{currency, free, frozen}] from a ccxt balance, one row per currency."""
     rows = []
     free, used, total = balance.get("free") or {}, balance.get("used") or {}, balance.get("total") or {}
     for currency in sorted(set(free) | set(used) | set(total)):
         row = {"currency": currency, "free": num(free.get(currency)), "frozen": num(used.get(currency))}
-        if include_zero or row["free"] or row["frozen"] or num(total.get(currency)):
+        if row["free"] or row["frozen"] or num(total.get(currency)):
             rows.append(row)
     return rows
 

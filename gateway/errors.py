@@ -60,24 +60,29 @@ def scrub(text: str, secrets: Iterable[str] = ()) -> str:
 
 def error_message(exc: BaseException, secrets: Iterable[str] = ()) -> str:
     """The one-line FMZ error text for any exception."""
+    return scrub(f"{_kind(exc)}: {_text(exc)}", secrets)
+
+
+def in_context(exc: BaseException, context: str, kind: str | None = None) -> GatewayError:
+    """`exc` explained by what we were doing: "<kind>: <context>: <exc's message>", the kind once."""
+    return GatewayError(f"{context}: {_text(exc)}", kind or _kind(exc))
+
+
+def _kind(exc: BaseException) -> str:
     if isinstance(exc, GatewayError):
-        kind = exc.kind
-    elif isinstance(exc, ccxt.BaseError):
-        kind = type(exc).__name__
-    elif isinstance(exc, TimeoutError):
-        kind = "RequestTimeout"
-    else:
-        kind = "InternalError"
-    message = str(exc).strip() or kind_default_message(exc)
-    return scrub(f"{kind}: {message}", secrets)
+        return exc.kind
+    if isinstance(exc, ccxt.BaseError):
+        return type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        return "RequestTimeout"
+    return "InternalError"
 
 
-def kind_default_message(exc: BaseException) -> str:
-    return f"{type(exc).__name__} without a message"
+def _text(exc: BaseException) -> str:
+    return str(exc).strip() or f"{type(exc).__name__} without a message"
 
 
 RETRYABLE_READ_ERRORS: tuple[type[BaseException], ...] = (
     ccxt.NetworkError,  # includes RequestTimeout, ExchangeNotAvailable, DDoSProtection, RateLimitExceeded
-    ccxt.RateLimitExceeded,
     ccxt.BadResponse,  # a garbled or truncated reply
 )

@@ -182,7 +182,16 @@ def _best_prices(quote: dict | None) -> dict:
 
 
 async def accounts(call: Call) -> tuple[Any, Any]:
-    call.require("fetchBalance", "GetAccount")
+    return await _balances(call, "GetAccount")
+
+
+async def assets(call: Call) -> tuple[Any, Any]:
+    return await _balances(call, "GetAssets")
+
+
+async def _balances(call: Call, fmz_function: str) -> tuple[Any, Any]:
+    """[{currency, free, frozen}] of every currency held (GetAccount and GetAssets alike)."""
+    call.require("fetchBalance", fmz_function)
     params = _balance_params(call)
     balance = await call.read(None, lambda: call.exchange.fetch_balance(params))
     rows = convert.to_fmz_balances(balance)
@@ -191,12 +200,6 @@ async def accounts(call: Call) -> tuple[Any, Any]:
             row["equity"] = convert.num((balance.get("total") or {}).get(row["currency"]))
             row["upnl"] = convert.unrealized_pnl(balance.get("info"), row["currency"])
     return rows, balance.get("info")
-
-
-async def assets(call: Call) -> tuple[Any, Any]:
-    call.require("fetchBalance", "GetAssets")
-    balance = await call.read(None, lambda: call.exchange.fetch_balance(_balance_params(call)))
-    return convert.to_fmz_balances(balance, include_zero=False), balance.get("info")
 
 
 def _balance_params(call: Call) -> dict:

@@ -21,7 +21,7 @@ import ccxt.async_support as ccxt
 
 from gateway import convert
 from gateway.calls import Call
-from gateway.errors import BadRequest, GatewayError, error_message
+from gateway.errors import BadRequest, GatewayError, error_message, in_context
 from gateway.protocol import decimal_param, str_param
 
 log = logging.getLogger("gateway.trading")
@@ -183,15 +183,10 @@ async def recover_order(call: Call, symbol: str, client_id: str, failure: Except
     try:
         found = await call.read(None, lambda: call.exchange.fetch_order(None, symbol, {"clientOrderId": client_id}))
     except ccxt.OrderNotFound:
-        raise GatewayError(
-            f"{error_message(failure)}; no order with client id {client_id} exists", "OrderNotPlaced"
-        ) from None
+        raise in_context(failure, f"no order with client id {client_id} exists", "OrderNotPlaced") from None
     except ccxt.BaseError as exc:
-        raise GatewayError(
-            f"{error_message(failure)}; the order may have been placed: look for client id {client_id} "
-            f"(lookup failed: {error_message(exc)})",
-            type(failure).__name__,
-        ) from None
+        context = f"the order may have been placed: look for client id {client_id} (lookup: {error_message(exc)})"
+        raise in_context(failure, context) from None
     log.warning("order %s answer lost (%s); found it by client id", client_id, type(failure).__name__)
     return found
 
@@ -250,11 +245,8 @@ async def apply_pending_leverage(call: Call, market: dict) -> None:
         try:
             await call.exchange.set_leverage(state.margin_level, symbol)
         except ccxt.BaseError as exc:
-            raise GatewayError(
-                f"SetMarginLevel({state.margin_level}) failed for {symbol}, so the order was not sent: "
-                f"{error_message(exc)}",
-                type(exc).__name__,
-            ) from None
+            context = f"SetMarginLevel({state.margin_level}) failed for {symbol}, so the order was not sent"
+            raise in_context(exc, context) from None
 
 
 async def is_hedged(call: Call, market: dict) -> bool:

@@ -273,8 +273,8 @@ def account(fake: FakeBinance, call: Call) -> dict:
 # --- orders ------------------------------------------------------------------------------------
 
 
-def order_json(fake: FakeBinance, order: Order) -> dict:
-    """GET /api/v3/order, openOrders, allOrders."""
+def _order_fields(fake: FakeBinance, order: Order) -> dict:
+    """The fields every spot order reply shares."""
     meta = fake.meta_of(order)
     return {
         "symbol": order.inst.base + order.inst.quote,
@@ -284,42 +284,32 @@ def order_json(fake: FakeBinance, order: Order) -> dict:
         "price": f8(order.price),
         "origQty": f8(order.qty),
         "executedQty": f8(order.filled),
+        "origQuoteOrderQty": f8(meta.quote_qty),
         "cummulativeQuoteQty": f8(order.cost),
         "status": fake.status(order),
         "timeInForce": meta.time_in_force,
         "type": meta.type,
         "side": order.side.upper(),
+        "workingTime": order.created_ms,
+        "selfTradePreventionMode": "EXPIRE_MAKER",
+    }
+
+
+def order_json(fake: FakeBinance, order: Order) -> dict:
+    """GET /api/v3/order, openOrders, allOrders."""
+    return {
+        **_order_fields(fake, order),
         "stopPrice": "0.00000000",
         "icebergQty": "0.00000000",
         "time": order.created_ms,
         "updateTime": order.updated_ms,
         "isWorking": True,
-        "workingTime": order.created_ms,
-        "origQuoteOrderQty": f8(meta.quote_qty),
-        "selfTradePreventionMode": "EXPIRE_MAKER",
     }
 
 
 def _result_json(fake: FakeBinance, order: Order, transact_time: int) -> dict:
-    meta = fake.meta_of(order)
-    return {
-        "symbol": order.inst.base + order.inst.quote,
-        "orderId": int(order.id),
-        "orderListId": -1,
-        "clientOrderId": order.client_id,
-        "transactTime": transact_time,
-        "price": f8(order.price),
-        "origQty": f8(order.qty),
-        "executedQty": f8(order.filled),
-        "origQuoteOrderQty": f8(meta.quote_qty),
-        "cummulativeQuoteQty": f8(order.cost),
-        "status": fake.status(order),
-        "timeInForce": meta.time_in_force,
-        "type": meta.type,
-        "side": order.side.upper(),
-        "workingTime": order.created_ms,
-        "selfTradePreventionMode": "EXPIRE_MAKER",
-    }
+    """POST and DELETE /api/v3/order replies."""
+    return {**_order_fields(fake, order), "transactTime": transact_time}
 
 
 def _fill_json(order: Order, trade: dict) -> dict:
