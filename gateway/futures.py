@@ -32,7 +32,7 @@ async def positions(call: Call) -> tuple[Any, Any]:
     data = []
     for position in open_positions:
         market = call.index.markets.get(position.get("symbol") or "", {})
-        fmz_symbol = call.index.fmz_symbol(market) if market else call.index.fmz_symbol_for(position.get("symbol"))
+        fmz_symbol = call.index.fmz_symbol_for(position.get("symbol"))
         contract_type = call.index.contract_type(market) if market else "swap"
         leverage = None
         if convert.position_leverage(position) is None:  # binance v3 positionRisk omits it
@@ -103,8 +103,7 @@ async def fundings(call: Call) -> tuple[Any, Any]:
         known.update(await _exchange_intervals(call, sub_type))
     data = []
     for rate in rates:
-        market = call.index.markets.get(rate.get("symbol") or "", {})
-        fmz_symbol = call.index.fmz_symbol(market) if market else call.index.fmz_symbol_for(rate.get("symbol"))
+        fmz_symbol = call.index.fmz_symbol_for(rate.get("symbol"))
         interval = _interval_ms(call, rate.get("interval"))
         if interval is None:
             interval = known.get(rate.get("symbol"), DEFAULT_FUNDING_INTERVAL_MS)

@@ -226,7 +226,7 @@ async def orders(call: Call) -> tuple[Any, Any]:
 
 def to_fmz_order(call: Call, order: dict) -> dict:
     market = call.index.markets.get(order.get("symbol") or "")
-    fmz_symbol = call.index.fmz_symbol(market) if market else call.index.fmz_symbol_for(order.get("symbol"))
+    fmz_symbol = call.index.fmz_symbol_for(order.get("symbol"))
     contract_type = call.index.contract_type(market) if market else None
     return convert.to_fmz_order(order, fmz_symbol, contract_type)
 
