@@ -53,7 +53,7 @@ class Gateway:
             if method is None:
                 raise BadRequest(f"unknown method {envelope.method[:64]!r} (known: {', '.join(sorted(METHODS))})")
             credentials = self._credentials(envelope, venue.route)
-            secrets = (*credentials.secrets, *secrets)
+            secrets = credentials.secrets  # parsed once per key (memoised): the secret, passphrase, token
             fingerprint = credentials.fingerprint or "-"
             if method.private and credentials.empty:
                 raise GatewayError(f"{method.fmz_name} needs access_key and secret_key", "AuthenticationError")
