@@ -45,6 +45,8 @@ class Sent:
                 data = json.loads(self.body)
             except ValueError:
                 data = dict(parse_qsl(self.body))
+            if isinstance(data, list) and data:  # OKX places single orders through batch-orders
+                data = data[0]
             if isinstance(data, dict):
                 found.update(data)
         return found
@@ -249,4 +251,183 @@ async def test_binance(klass, mkt, path):
 
     Recorder(ex, [(path, 503, "Service Unavailable")])  # could not ask: the caller retries
     with pytest.raises(ccxt.BaseError):
+        await find_by_client_id(ex, mkt, cid, NOW_MS)
+
+
+# ---------------------------------------------------------------------------------------------
+# OKX
+
+OKX_SPOT = market("okx", "BTC", "USDT", id="BTC-USDT", info={"instType": "SPOT"})
+
+
+def okx_order(cid: str) -> dict:
+    return {
+        "instType": "SPOT",
+        "instId": "BTC-USDT",
+        "ordId": "312269865356374016",
+        "clOrdId": cid,
+        "px": "30000",
+        "sz": "0.01",
+        "ordType": "limit",
+        "side": "buy",
+        "state": "live",
+        "accFillSz": "0",
+        "avgPx": "",
+        "fee": "0",
+        "feeCcy": "BTC",
+        "cTime": str(NOW_MS),
+        "uTime": str(NOW_MS),
+    }
+
+
+async def test_okx():
+    ex = make(ccxt.okx, [OKX_SPOT], password="p" * 8)
+    cid = derive_client_id(ex, SEED)
+    placed = {"code": "0", "msg": "", "data": [{"clOrdId": cid, "ordId": "312269865356374016", "sCode": "0"}]}
+    rec = Recorder(ex, [("/trade/batch-orders", 200, placed)])
+    await ex.create_order("BTC/USDT", "limit", "buy", 0.01, 30000, create_params(ex, cid))
+    sent = the_only(rec, "/api/v5/trade/batch-orders")
+    assert sent.method == "POST" and sent.params["clOrdId"] == cid
+
+    rec = Recorder(ex, [("/trade/order", 200, {"code": "0", "msg": "", "data": [okx_order(cid)]})])
+    found = await find_by_client_id(ex, OKX_SPOT, cid, NOW_MS)
+    sent = the_only(rec, "/api/v5/trade/order")
+    assert sent.method == "GET" and sent.params["clOrdId"] == cid and "ordId" not in sent.params
+    assert found["id"] == "312269865356374016"
+
+    Recorder(ex, [("/trade/order", 200, {"code": "51603", "msg": "Order does not exist", "data": []})])
+    assert await find_by_client_id(ex, OKX_SPOT, cid, NOW_MS) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Bybit (spot and linear: the same two endpoints, different `category`)
+
+BYBIT_SPOT = market("bybit", "BTC", "USDT")
+BYBIT_SWAP = market("bybit", "ETH", "USDT", "swap", id="ETHUSDT")
+
+
+def bybit_list(orders: list[dict], category: str) -> dict:
+    return {
+        "retCode": 0,
+        "retMsg": "OK",
+        "result": {"list": orders, "category": category, "nextPageCursor": ""},
+        "retExtInfo": {},
+        "time": NOW_MS,
+    }
+
+
+def bybit_order(cid: str, symbol: str, status: str) -> dict:
+    return {
+        "orderId": "1321052653536515584",
+        "orderLinkId": cid,
+        "symbol": symbol,
+        "price": "30000",
+        "qty": "0.01",
+        "side": "Buy",
+        "orderStatus": status,
+        "orderType": "Market" if status == "Filled" else "Limit",
+        "timeInForce": "GTC",
+        "cumExecQty": "0.01" if status == "Filled" else "0",
+        "cumExecValue": "300" if status == "Filled" else "0",
+        "avgPrice": "30000" if status == "Filled" else "",
+        "leavesQty": "0",
+        "createdTime": str(NOW_MS),
+        "updatedTime": str(NOW_MS),
+    }
+
+
+@pytest.mark.parametrize(("mkt", "category"), [(BYBIT_SPOT, "spot"), (BYBIT_SWAP, "linear")])
+async def test_bybit(mkt, category):
+    ex = make(ccxt.bybit, [mkt])
+    ex.options["enableUnifiedAccount"] = True
+    ex.options["enableUnifiedMargin"] = False
+    cid = derive_client_id(ex, SEED)
+    placed = {"retCode": 0, "retMsg": "OK", "result": {"orderId": "1321003749386327552", "orderLinkId": cid}}
+    rec = Recorder(ex, [("/v5/order/create", 200, placed)])
+    await ex.create_order(mkt["symbol"], "limit", "buy", 0.01, 30000, create_params(ex, cid))
+    sent = the_only(rec, "/v5/order/create")
+    assert sent.params["orderLinkId"] == cid and sent.params["category"] == category
+
+    # a filled market order is no longer open: found in the history
+    rec = Recorder(
+        ex,
+        [
+            ("/v5/order/realtime", 200, bybit_list([], category)),
+            ("/v5/order/history", 200, bybit_list([bybit_order(cid, mkt["id"], "Filled")], category)),
+        ],
+    )
+    found = await find_by_client_id(ex, mkt, cid, NOW_MS - 5000)
+    assert found["id"] == "1321052653536515584" and found["status"] == "closed"
+    for path in ("/v5/order/realtime", "/v5/order/history"):
+        sent = the_only(rec, path)
+        assert sent.params["orderLinkId"] == cid and sent.params["category"] == category
+    assert the_only(rec, "/v5/order/history").params["startTime"] == str(NOW_MS - 5000)
+
+    rec = Recorder(ex, [("/v5/order/realtime", 200, bybit_list([bybit_order(cid, mkt["id"], "New")], category))])
+    assert (await find_by_client_id(ex, mkt, cid, NOW_MS))["status"] == "open"
+    assert len(rec.sent) == 1
+
+    Recorder(ex, [("/v5/order/(realtime|history)", 200, bybit_list([], category))])
+    assert await find_by_client_id(ex, mkt, cid, NOW_MS) is None
+
+    # the filter was ignored (another order came back): not an answer
+    Recorder(ex, [("/v5/order/realtime", 200, bybit_list([bybit_order("other", mkt["id"], "New")], category))])
+    with pytest.raises(ccxt.ExchangeError):
+        await find_by_client_id(ex, mkt, cid, NOW_MS)
+
+
+# ---------------------------------------------------------------------------------------------
+# KuCoin (spot classic and HF) and KuCoin Futures (same kucoin code path)
+
+KUCOIN_SPOT = market("kucoin", "BTC", "USDT", id="BTC-USDT")
+KUCOIN_SWAP = market("kucoinfutures", "BTC", "USDT", "swap", id="XBTUSDTM", settleId="USDT")
+
+
+def kucoin_order(cid: str, symbol: str) -> dict:
+    return {
+        "id": "5c35c02703aa673ceec2a168",
+        "symbol": symbol,
+        "type": "limit",
+        "side": "buy",
+        "price": "30000",
+        "size": "0.01",
+        "dealSize": "0",
+        "dealFunds": "0",
+        "isActive": True,
+        "cancelExist": False,
+        "clientOid": cid,
+        "createdAt": NOW_MS,
+    }
+
+
+@pytest.mark.parametrize(
+    ("klass", "mkt", "hf", "create_path", "lookup_path"),
+    [
+        (ccxt.kucoin, KUCOIN_SPOT, False, "/api/v1/orders", "/api/v1/order/client-order/"),
+        (ccxt.kucoin, KUCOIN_SPOT, True, "/api/v1/hf/orders", "/api/v1/hf/orders/client-order/"),
+        (ccxt.kucoinfutures, KUCOIN_SWAP, False, "/api/v1/orders", "/api/v1/orders/byClientOid"),
+    ],
+)
+async def test_kucoin(klass, mkt, hf, create_path, lookup_path):
+    ex = make(klass, [mkt], password="p" * 8)
+    ex.options["uta"] = False
+    ex.options["hf"] = hf
+    cid = derive_client_id(ex, SEED)
+    placed = {"code": "200000", "data": {"orderId": "5c35c02703aa673ceec2a168", "clientOid": cid}}
+    rec = Recorder(ex, [(create_path + "$", 200, placed)])
+    await ex.create_order(mkt["symbol"], "limit", "buy", 1 if mkt["swap"] else 0.01, 30000, create_params(ex, cid))
+    sent = rec.sent[-1]
+    assert sent.path.endswith(create_path) and sent.params["clientOid"] == cid
+
+    rec = Recorder(ex, [(lookup_path, 200, {"code": "200000", "data": kucoin_order(cid, mkt["id"])})])
+    found = await find_by_client_id(ex, mkt, cid, NOW_MS)
+    sent = rec.sent[-1]
+    assert lookup_path in sent.path and cid in sent.url
+    assert found["id"] == "5c35c02703aa673ceec2a168"
+
+    Recorder(ex, [(lookup_path, 400, {"code": "400100", "msg": "order not exist."})])
+    assert await find_by_client_id(ex, mkt, cid, NOW_MS) is None
+
+    Recorder(ex, [(lookup_path, 200, {"code": "200000", "data": None})])  # no order in the answer: not "absent"
+    with pytest.raises(ccxt.ExchangeError):
         await find_by_client_id(ex, mkt, cid, NOW_MS)
