@@ -278,13 +278,14 @@ async def _bybit_listing(exchange: Any, rule: ClientIdRule, market: dict, client
 async def _open_and_closed(
     exchange: Any, rule: ClientIdRule, market: dict, client_id: str, since_ms: int
 ) -> dict | None:
-    symbol = market["symbol"]
+    # Kraken: OpenOrders/ClosedOrders are account-wide and filtered server-side by cl_ord_id. No symbol is
+    # passed: ccxt would only filter client-side on it, and drop our order if its pair did not resolve.
     found = _matching(
-        exchange, rule, client_id, await exchange.fetch_open_orders(symbol, None, None, {"clientOrderId": client_id})
+        exchange, rule, client_id, await exchange.fetch_open_orders(None, None, None, {"clientOrderId": client_id})
     )
     if found:
         return found
-    closed = await exchange.fetch_closed_orders(symbol, since_ms, None, {"clientOrderId": client_id})
+    closed = await exchange.fetch_closed_orders(None, since_ms, None, {"clientOrderId": client_id})
     return _matching(exchange, rule, client_id, closed)
 
 

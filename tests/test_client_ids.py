@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import ccxt.async_support as ccxt
 import pytest
 
+from gateway import client_ids
 from gateway.client_ids import LookupUnavailable, create_params, derive_client_id, find_by_client_id, rule_for
 
 SEEDS = [f"route|key|{nonce}|order".encode() for nonce in range(200)] + [b"", b"\x00" * 64, "ü".encode()]
@@ -431,3 +432,276 @@ async def test_kucoin(klass, mkt, hf, create_path, lookup_path):
     Recorder(ex, [(lookup_path, 200, {"code": "200000", "data": None})])  # no order in the answer: not "absent"
     with pytest.raises(ccxt.ExchangeError):
         await find_by_client_id(ex, mkt, cid, NOW_MS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gate (spot): the text lookup, then the finished-orders listing when the text is no longer accepted
+
+GATE_SPOT = market("gate", "BTC", "USDT", id="BTC_USDT")
+
+
+def gate_order(text: str, status: str = "open") -> dict:
+    return {
+        "id": "1852454420",
+        "text": text,
+        "create_time_ms": NOW_MS,
+        "update_time_ms": NOW_MS,
+        "status": status,
+        "currency_pair": "BTC_USDT",
+        "type": "limit",
+        "account": "spot",
+        "side": "buy",
+        "amount": "0.01",
+        "price": "30000",
+        "time_in_force": "gtc",
+        "left": "0.01" if status == "open" else "0",
+        "filled_total": "0" if status == "open" else "300",
+        "fee": "0",
+        "fee_currency": "BTC",
+        "finish_as": "open" if status == "open" else "filled",
+    }
+
+
+async def test_gate():
+    ex = make(ccxt.gate, [GATE_SPOT])
+    ex.options["unifiedAccount"] = False
+    cid = derive_client_id(ex, SEED)
+    wire = "t-" + cid
+    rec = Recorder(ex, [("/spot/orders$", 201, gate_order(wire))])
+    order = await ex.create_order("BTC/USDT", "limit", "buy", 0.01, 30000, create_params(ex, cid))
+    assert the_only(rec, "/spot/orders").params["text"] == wire
+    assert order["clientOrderId"] == wire
+
+    rec = Recorder(ex, [("/spot/orders/t-", 200, gate_order(wire))])
+    found = await find_by_client_id(ex, GATE_SPOT, cid, NOW_MS)
+    assert the_only(rec, "/spot/orders/").path.endswith("/spot/orders/" + wire)
+    assert found["id"] == "1852454420"
+
+    not_found = {"label": "ORDER_NOT_FOUND", "message": "Order not found"}
+    rec = Recorder(
+        ex,
+        [("/spot/orders/t-", 404, not_found), (r"/spot/orders\?", 200, [gate_order(wire, "closed")])],
+    )
+    found = await find_by_client_id(ex, GATE_SPOT, cid, NOW_MS - 120_000)
+    listing = rec.sent[-1].params
+    assert listing["status"] == "finished" and listing["from"] == str((NOW_MS - 120_000) // 1000)
+    assert found["id"] == "1852454420" and found["status"] == "closed"
+
+    Recorder(ex, [("/spot/orders/t-", 404, not_found), (r"/spot/orders\?", 200, [gate_order("t-other", "closed")])])
+    assert await find_by_client_id(ex, GATE_SPOT, cid, NOW_MS) is None
+
+    many = [gate_order("t-other", "closed")] * client_ids.LISTING_LIMIT  # not all seen: no answer
+    Recorder(ex, [("/spot/orders/t-", 404, not_found), (r"/spot/orders\?", 200, many)])
+    with pytest.raises(ccxt.ExchangeError):
+        await find_by_client_id(ex, GATE_SPOT, cid, NOW_MS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bitget (spot and USDT-M futures, classic account)
+
+BITGET_SPOT = market("bitget", "BTC", "USDT")
+BITGET_SWAP = market("bitget", "BTC", "USDT", "swap", id="BTCUSDT", info={"productType": "USDT-FUTURES"})
+
+
+def bitget_order(cid: str) -> dict:
+    return {
+        "symbol": "BTCUSDT",
+        "orderId": "1111461743123927040",
+        "clientOid": cid,
+        "price": "30000",
+        "size": "0.01",
+        "orderType": "limit",
+        "side": "buy",
+        "status": "live",
+        "state": "live",
+        "priceAvg": "0",
+        "baseVolume": "0",
+        "quoteVolume": "0",
+        "cTime": str(NOW_MS),
+        "uTime": str(NOW_MS),
+    }
+
+
+@pytest.mark.parametrize(
+    ("mkt", "create_path", "lookup_path", "data"),
+    [
+        (BITGET_SPOT, "/api/v2/spot/trade/place-order", "/api/v2/spot/trade/orderInfo", "list"),
+        (BITGET_SWAP, "/api/v2/mix/order/place-order", "/api/v2/mix/order/detail", "dict"),
+    ],
+)
+async def test_bitget(mkt, create_path, lookup_path, data):
+    ex = make(ccxt.bitget, [mkt], password="p" * 8)
+    ex.options["uta"] = False
+    cid = derive_client_id(ex, SEED)
+    placed = {"code": "00000", "msg": "success", "data": {"orderId": "1111461743123927040", "clientOid": cid}}
+    rec = Recorder(ex, [(create_path, 200, placed)])
+    await ex.create_order(mkt["symbol"], "limit", "buy", 0.01, 30000, create_params(ex, cid))
+    assert the_only(rec, create_path).params["clientOid"] == cid
+
+    reply = [bitget_order(cid)] if data == "list" else bitget_order(cid)
+    rec = Recorder(ex, [(lookup_path, 200, {"code": "00000", "msg": "success", "data": reply})])
+    found = await find_by_client_id(ex, mkt, cid, NOW_MS)
+    sent = the_only(rec, lookup_path).params
+    assert sent["clientOid"] == cid and "orderId" not in sent
+    assert found["id"] == "1111461743123927040"
+
+    if data == "list":  # spot answers an unknown clientOid with an empty list: ccxt raises OrderNotFound
+        Recorder(ex, [(lookup_path, 200, {"code": "00000", "msg": "success", "data": []})])
+    else:
+        Recorder(ex, [(lookup_path, 400, {"code": "40109", "msg": "The data of the order cannot be found"})])
+    assert await find_by_client_id(ex, mkt, cid, NOW_MS) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# HTX (spot; contracts are refused)
+
+HTX_SPOT = market("htx", "BTC", "USDT", id="btcusdt", baseId="btc", quoteId="usdt")
+HTX_SWAP = market("htx", "BTC", "USDT", "swap", id="BTC-USDT")
+
+
+def htx_order(cid: str) -> dict:
+    return {
+        "id": 59378,
+        "symbol": "btcusdt",
+        "account-id": 100009,
+        "client-order-id": cid,
+        "amount": "0.01",
+        "price": "30000",
+        "created-at": NOW_MS,
+        "type": "buy-limit",
+        "field-amount": "0",
+        "field-cash-amount": "0",
+        "field-fees": "0",
+        "state": "submitted",
+    }
+
+
+async def test_htx():
+    ex = make(ccxt.htx, [HTX_SPOT, HTX_SWAP])
+    ex.options["accountsById"] = {"100009": {"id": "100009", "type": "spot"}}
+    ex.accounts = [{"id": "100009", "type": "spot", "code": None, "info": {}}]
+    ex.options["accounts"] = ex.accounts
+    cid = derive_client_id(ex, SEED)
+    rec = Recorder(ex, [("/v1/order/orders/place", 200, {"status": "ok", "data": "59378"})])
+    await ex.create_order("BTC/USDT", "limit", "buy", 0.01, 30000, create_params(ex, cid))
+    assert the_only(rec, "/v1/order/orders/place").params["client-order-id"] == cid
+
+    rec = Recorder(ex, [("/v1/order/orders/getClientOrder", 200, {"status": "ok", "data": htx_order(cid)})])
+    found = await find_by_client_id(ex, HTX_SPOT, cid, NOW_MS)
+    assert the_only(rec, "getClientOrder").params["clientOrderId"] == cid
+    assert found["id"] == "59378"
+
+    missing = {"status": "error", "err-code": "base-record-invalid", "err-msg": "record invalid", "data": None}
+    Recorder(ex, [("getClientOrder", 200, missing)])
+    assert await find_by_client_id(ex, HTX_SPOT, cid, NOW_MS - 5000) is None
+    with pytest.raises(LookupUnavailable):  # too late for that lookup to prove absence
+        await find_by_client_id(ex, HTX_SPOT, cid, NOW_MS - 600_000)
+    with pytest.raises(LookupUnavailable):
+        await find_by_client_id(ex, HTX_SWAP, cid, NOW_MS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Kraken (spot): open + closed listings filtered by cl_ord_id; fetch_order would send `userref`
+
+KRAKEN_SPOT = market("kraken", "BTC", "USD", id="XXBTZUSD", baseId="XXBT", quoteId="ZUSD", altname="XBTUSD")
+
+
+def kraken_order(cid: str, status: str) -> dict:
+    return {
+        "refid": None,
+        "userref": 0,
+        "cl_ord_id": cid,
+        "status": status,
+        "opentm": NOW_MS / 1000,
+        "starttm": 0,
+        "expiretm": 0,
+        "descr": {"pair": "XBTUSD", "type": "buy", "ordertype": "limit", "price": "30000.0", "leverage": "none"},
+        "vol": "0.01",
+        "vol_exec": "0.01" if status == "closed" else "0",
+        "cost": "300" if status == "closed" else "0",
+        "fee": "0",
+        "price": "30000" if status == "closed" else "0",
+    }
+
+
+async def test_kraken():
+    ex = make(ccxt.kraken, [KRAKEN_SPOT], secret="c2VjcmV0" * 8)
+    cid = derive_client_id(ex, SEED)
+    placed = {
+        "error": [],
+        "result": {"descr": {"order": "buy 0.01 XBTUSD @ limit 30000"}, "txid": ["OUF4EM-FRGI2-MQMWZD"]},
+    }
+    rec = Recorder(ex, [("/private/AddOrder", 200, placed)])
+    await ex.create_order("BTC/USD", "limit", "buy", 0.01, 30000, create_params(ex, cid))
+    assert the_only(rec, "AddOrder").params["cl_ord_id"] == cid
+
+    empty_open = {"error": [], "result": {"open": {}}}
+    closed = {"error": [], "result": {"closed": {"OUF4EM-FRGI2-MQMWZD": kraken_order(cid, "closed")}, "count": 1}}
+    rec = Recorder(ex, [("/private/OpenOrders", 200, empty_open), ("/private/ClosedOrders", 200, closed)])
+    found = await find_by_client_id(ex, KRAKEN_SPOT, cid, NOW_MS - 5000)
+    assert the_only(rec, "OpenOrders").params["cl_ord_id"] == cid
+    sent = the_only(rec, "ClosedOrders").params
+    assert sent["cl_ord_id"] == cid and sent["start"] == str((NOW_MS - 5000) // 1000) and "userref" not in sent
+    assert found["id"] == "OUF4EM-FRGI2-MQMWZD" and found["status"] == "closed"
+
+    Recorder(
+        ex,
+        [
+            ("/private/OpenOrders", 200, empty_open),
+            ("/private/ClosedOrders", 200, {"error": [], "result": {"closed": {}, "count": 0}}),
+        ],
+    )
+    assert await find_by_client_id(ex, KRAKEN_SPOT, cid, NOW_MS) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Hyperliquid (perp): cloid in the signed action, orderStatus by cloid
+
+HL_SWAP = market(
+    "hyperliquid", "BTC", "USDC", "swap", id="0", baseId=0, baseName="BTC", precision={"amount": 0.00001, "price": 1.0}
+)
+
+
+async def test_hyperliquid():
+    ex = make(ccxt.hyperliquid, [HL_SWAP], apiKey=None, secret=None, walletAddress=HL_ADDRESS, privateKey=HL_KEY)
+    ex.options["approvedBuilderFee"] = True  # else ccxt first sends its own builder-fee approval
+    cid = derive_client_id(ex, SEED)
+    placed = {
+        "status": "ok",
+        "response": {"type": "order", "data": {"statuses": [{"resting": {"oid": 77738308}}]}},
+    }
+    rec = Recorder(ex, [("/exchange", 200, placed), ("/info", 200, {"referredBy": None, "cumVlm": "0"})])
+    await ex.create_order("BTC/USDC:USDC", "limit", "buy", 0.01, 30000, create_params(ex, cid))
+    # ccxt's initialize_client first queries and sets its referrer; the order is the last /exchange call
+    assert rec.sent[-1].path == "/exchange"
+    action = rec.sent[-1].params["action"]
+    assert action["type"] == "order" and action["orders"][0]["c"] == cid
+
+    status = {
+        "status": "order",
+        "order": {
+            "order": {
+                "coin": "BTC",
+                "side": "B",
+                "limitPx": "30000.0",
+                "sz": "0.01",
+                "oid": 77738308,
+                "timestamp": NOW_MS,
+                "origSz": "0.01",
+                "cloid": cid,
+                "orderType": "Limit",
+                "tif": "Gtc",
+                "reduceOnly": False,
+            },
+            "status": "open",
+            "statusTimestamp": NOW_MS,
+        },
+    }
+    rec = Recorder(ex, [("/info", 200, status)])
+    found = await find_by_client_id(ex, HL_SWAP, cid, NOW_MS)
+    sent = the_only(rec, "/info").params
+    assert sent["type"] == "orderStatus" and sent["oid"] == cid and sent["user"].lower() == HL_ADDRESS.lower()
+    assert found["id"] == "77738308"
+
+    Recorder(ex, [("/info", 200, {"status": "unknownOid"})])
+    assert await find_by_client_id(ex, HL_SWAP, cid, NOW_MS) is None
