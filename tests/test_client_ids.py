@@ -114,7 +114,7 @@ def market(ex_id: str, base: str, quote: str, kind: str = "spot", **extra: Any) 
 
 
 def make(klass: type, markets: list[dict], **config: Any) -> Any:
-    ex = klass({"apiKey": "k" * 16, "secret": "s" * 32, **config})
+    ex = klass({"apiKey": "k" * 16, "secret": "s" * 32, "enableRateLimit": False, **config})
     ex.set_markets(markets)
     return ex
 
