@@ -8,6 +8,7 @@ the FMZ docker or ccxt would.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 from collections import deque
@@ -16,15 +17,57 @@ from dataclasses import dataclass, field
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+TRUNCATE_MODES = ("length", "chunked", "short")
+
 
 @dataclass
 class Fault:
+    """One injected failure. By default a canned answer (`status`, `body`) instead of the exchange's.
+
+    The other fields say whether the exchange handles the request despite the failure:
+
+    - `drop`: close the connection without an answer (the client sees the server disconnect).
+    - `handled`: the exchange handles the request first; its real answer is thrown away and
+      replaced by this fault's answer (`status`/`body`, or a dropped connection with `drop`).
+    - `lose_answer`: the same as `handled` with `drop` (kept for existing callers).
+    - `truncate`: the exchange handles the request and its real answer is cut off after `keep`
+      of its body: "length" keeps the real headers (a Content-Length promising more) and closes
+      the connection; "chunked" sends the part as a chunk of an unterminated chunked body and
+      closes; "short" sends a complete HTTP answer whose body (and Content-Length) is the part.
+    - `handle_after`: the answer (`status`/`body`, or `drop`) goes out at once, and the captured
+      request is handed to the exchange only this many seconds later, in the background.
+
+    tests/fakes/faults.py has ready-made constructors for each kind.
+    """
+
     status: int = 500
     body: bytes = b'{"error":"injected"}'
     content_type: str = "application/json"
     drop: bool = False  # close the connection without an answer
     lose_answer: bool = False  # let the exchange handle the request, then drop its answer (a timeout)
     method: str | None = None  # only requests with this verb
+    handled: bool = False  # the exchange handles the request, then this answer replaces its own
+    truncate: str | None = None  # one of TRUNCATE_MODES: the real answer, cut off
+    keep: float = 0.5  # with truncate: the share of the real body that is sent
+    handle_after: float | None = None  # seconds: answer now, let the exchange handle the request later
+    headers: tuple[tuple[str, str], ...] = ()  # extra headers of the canned answer
+    name: str = ""  # for logs and reports
+
+    def __post_init__(self) -> None:
+        if self.truncate is not None and self.truncate not in TRUNCATE_MODES:
+            raise ValueError(f"truncate: one of {TRUNCATE_MODES}, not {self.truncate!r}")
+        if not 0 <= self.keep < 1:
+            raise ValueError("keep: a share of the body in [0, 1)")
+        if self.handle_after is not None and (self.handled or self.lose_answer or self.truncate):
+            raise ValueError("handle_after: the request is handled later, not before the answer")
+
+    @property
+    def handles_first(self) -> bool:
+        return self.handled or self.lose_answer or self.truncate is not None
+
+    @property
+    def drops(self) -> bool:
+        return self.drop or self.lose_answer
 
 
 @dataclass
@@ -36,10 +79,29 @@ class FaultInjector:
     faults: deque = field(default_factory=deque)  # (path prefix, Fault)
     requests: list = field(default_factory=list)  # (method, path) of every request seen
     record: bool = True
+    fired: list = field(default_factory=list)  # (method, path, Fault) of every fault that struck
+    late: set = field(default_factory=set)  # requests waiting to be handled late (asyncio tasks)
 
     def inject(self, fault: Fault, path_prefix: str = "/", times: int = 1) -> None:
         for _ in range(times):
             self.faults.append((path_prefix, fault))
+
+    def take(self, method: str, path: str) -> Fault | None:
+        """The first queued fault matching this request, removed from the queue."""
+        for item in list(self.faults):
+            prefix, fault = item
+            if path.startswith(prefix) and fault.method in (None, method):
+                try:
+                    self.faults.remove(item)
+                except ValueError:  # taken meanwhile by another request
+                    continue
+                return fault
+        return None
+
+    @property
+    def late_pending(self) -> int:
+        """Requests answered already but not yet handled by the exchange (handle_after)."""
+        return len(self.late)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -49,25 +111,112 @@ class FaultInjector:
             self.requests.append((scope["method"], scope["path"]))
         if self.latency_ms:
             await asyncio.sleep(self.latency_ms / 1000)
-        for item in list(self.faults):
-            prefix, fault = item
-            if scope["path"].startswith(prefix) and fault.method in (None, scope["method"]):
-                self.faults.remove(item)
-                if fault.lose_answer:
-                    await self.app(scope, receive, _discard)
-                    raise ConnectionResetError("injected: answer lost after handling")
-                if fault.drop:
-                    raise ConnectionResetError("injected drop")
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": fault.status,
-                        "headers": [(b"content-type", fault.content_type.encode())],
-                    }
-                )
-                await send({"type": "http.response.body", "body": fault.body})
-                return
-        await self.app(scope, receive, send)
+        fault = self.take(scope["method"], scope["path"]) if self.faults else None
+        if fault is None:
+            await self.app(scope, receive, send)
+            return
+        self.fired.append((scope["method"], scope["path"], fault))
+        if fault.truncate is not None:
+            await self._truncated(fault, scope, receive, send)
+            return
+        if fault.handles_first:
+            await self.app(scope, receive, _discard)
+        elif fault.handle_after is not None:
+            body = await _read_body(receive)
+            task = asyncio.get_running_loop().create_task(self._handle_late(scope, body, fault.handle_after))
+            self.late.add(task)
+            task.add_done_callback(self.late.discard)
+        if fault.drops:
+            await _drop(send)
+            return
+        headers = [(b"content-type", fault.content_type.encode()), (b"content-length", str(len(fault.body)).encode())]
+        headers += [(k.lower().encode(), v.encode()) for k, v in fault.headers]
+        await send({"type": "http.response.start", "status": fault.status, "headers": headers})
+        await send({"type": "http.response.body", "body": fault.body})
+
+    async def _truncated(self, fault: Fault, scope: Scope, receive: Receive, send: Send) -> None:
+        """Let the exchange answer, then send its answer cut off after `fault.keep` of the body."""
+        answer = _Captured()
+        await self.app(scope, receive, answer)
+        body = answer.body
+        part = body[: int(len(body) * fault.keep)]
+        headers = [(k, v) for k, v in answer.headers if k.lower() != b"content-length"]
+        if fault.truncate == "length":  # the real headers: a Content-Length that promises all of it
+            headers.append((b"content-length", str(len(body)).encode()))
+        elif fault.truncate == "short":  # a complete answer whose body is the part
+            headers.append((b"content-length", str(len(part)).encode()))
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        if fault.truncate == "short":
+            await send({"type": "http.response.body", "body": part})
+            return
+        await send({"type": "http.response.body", "body": part, "more_body": True})
+        await _drop(send)
+
+    async def _handle_late(self, scope: Scope, body: bytes, delay: float) -> None:
+        """The captured request, handed to the exchange `delay` seconds late (its answer is lost)."""
+        await asyncio.sleep(delay)
+        sent = False
+
+        async def replay() -> dict:
+            nonlocal sent
+            if sent:
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        try:
+            await self.app(dict(scope), replay, _discard)
+        except Exception:  # a bug in the fake: say so, as uvicorn would
+            logging.getLogger(__name__).exception("late handling of %s %s failed", scope["method"], scope["path"])
+
+
+class _Captured:
+    """An ASGI send that keeps the answer."""
+
+    def __init__(self) -> None:
+        self.status = 500
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.chunks: list[bytes] = []
+
+    async def __call__(self, message: dict) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.headers = list(message.get("headers", []))
+        elif message["type"] == "http.response.body":
+            self.chunks.append(message.get("body", b""))
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+async def _drop(send: Send) -> None:
+    """Close the client's connection at once, whatever has been sent so far.
+
+    uvicorn passes its request cycle's bound `send`, whose `transport` is the connection; once
+    it is aborted and uvicorn has seen the loss, the app may return without an answer. Under
+    another server, raise instead (uvicorn itself would turn that into a 500 answer)."""
+    cycle = getattr(send, "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    if transport is None:
+        raise ConnectionResetError("injected: connection dropped")
+    transport.abort()
+    for _ in range(100):  # connection_lost runs on the next loop iterations
+        if getattr(cycle, "disconnected", True):
+            return
+        await asyncio.sleep(0)
 
 
 async def _discard(message: dict) -> None:
