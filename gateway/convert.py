@@ -2,7 +2,30 @@
 
 Units follow FMZ exactly: ticker/depth/trade/order times in ms, record times in seconds,
 asks ascending and bids descending, trades and records oldest first, amounts of contracts in
-contracts. Unknown numbers become 0 rather than null, as a native FMZ exchange reports them.
+contracts.
+
+A value that matters is never invented: when the exchange did not give it, the conversion
+raises `ccxt.BadResponse` naming the exchange, the instrument and the missing field (the error
+table reports that as a garbled answer). Field by field:
+
+- ticker `last`: required (a strategy that trades at `Last` would send price 0, which FMZ's
+  convention reads as a market order). `buy`/`sell`: the best bid/ask; 0 when that side of the
+  book is empty. `high`/`low`/`open`: as FMZ's native exchanges fill them when the exchange has
+  no 24 h figure: high = best ask, low = best bid, open = last (0 only if that is unknown too).
+  `vol`: base currency for spot and **contracts** for contracts (FMZ's Ticker.Volume rule);
+  okx's `vol24h` and binance's `volume` are already in contracts; elsewhere ccxt's base volume is
+  divided by the contract size (inverse: the quote volume, since the contract is sized in quote
+  currency). 0 when unknown, never a number in another unit. `quoteVol`: ccxt's quote volume, 0
+  when unknown. `time`: the exchange's, else the time the reply was received.
+- order `id`: required (never `"BTC_USDT,None"`). `price` 0 for market orders without one,
+  `avg_price` 0 until something fills (FMZ's convention), `amount`/`deal_amount` 0 when absent.
+  `offset` (contracts): close when the order reduces a position — ccxt's reduceOnly, or, in hedge
+  mode where reduceOnly is not sent, a sell on the LONG side or a buy on the SHORT side.
+- balances: a currency the exchange lists must come with its available amount (`free`);
+  `frozen` is ccxt's `used` (ccxt derives it from total - free), 0 only where the exchange reports
+  the available amount alone. A reply that is not JSON, or that lists nothing and says nothing,
+  is an error, not an empty account.
+- positions, fundings, markets: 0 for unknown numbers, as FMZ's native exchanges report them.
 """
 
 from __future__ import annotations
@@ -11,36 +34,75 @@ import math
 from decimal import Decimal
 from typing import Any
 
+import ccxt.async_support as ccxt
+
 # ccxt precisionMode constants (ccxt.base.decimal_to_precision)
 DECIMAL_PLACES, SIGNIFICANT_DIGITS, TICK_SIZE = 2, 3, 4
+
+# Where an exchange's raw ticker states the 24 h volume of a contract in contracts.
+CONTRACT_VOLUME_KEYS = {"okx": "vol24h", "binance": "volume", "binanceusdm": "volume", "binancecoinm": "volume"}
+# Where an order names its position side in hedge mode (binance positionSide, okx posSide, bitget holdSide).
+POSITION_SIDE_KEYS = ("positionSide", "posSide", "holdSide", "position_side")
 
 
 def num(value: Any) -> float | int:
     """A JSON-safe number: None, '', NaN and garbage become 0."""
+    known_value = known(value)
+    return 0 if known_value is None else known_value
+
+
+def known(value: Any) -> float | int | None:
+    """The number `value` stands for, or None when it is absent or not a finite number."""
     if value is None or isinstance(value, bool):
-        return 0
+        return None
     if isinstance(value, int):
         return value
     try:
         number = float(value)
     except (TypeError, ValueError):
-        return 0
-    return number if math.isfinite(number) else 0
+        return None
+    return number if math.isfinite(number) else None
 
 
-def to_fmz_ticker(ticker: dict, fmz_symbol: str, received_ms: int = 0) -> dict:
+def to_fmz_ticker(
+    ticker: dict, fmz_symbol: str, received_ms: int = 0, *, market: dict | None = None, exchange_id: str = "exchange"
+) -> dict:
+    """FMZ's ticker; `market` (the ccxt market) sets the volume unit of contracts."""
+    last = known(ticker.get("last"))
+    if last is None:
+        last = known(ticker.get("close"))
+    bid, ask = known(ticker.get("bid")), known(ticker.get("ask"))
+    if last is None:
+        quotes = "no bid/ask either" if bid is None and ask is None else "only bid/ask"
+        raise ccxt.BadResponse(f"{exchange_id} ticker for {fmz_symbol} has no last price ({quotes})")
+    high, low, open_ = known(ticker.get("high")), known(ticker.get("low")), known(ticker.get("open"))
     return {
         "symbol": fmz_symbol,
-        "buy": num(ticker.get("bid")),
-        "sell": num(ticker.get("ask")),
-        "high": num(ticker.get("high")),
-        "low": num(ticker.get("low")),
-        "open": num(ticker.get("open")),
-        "last": num(ticker.get("last") if ticker.get("last") is not None else ticker.get("close")),
-        "vol": num(ticker.get("baseVolume")),
+        "buy": bid or 0,
+        "sell": ask or 0,
+        "high": high if high is not None else ask or 0,
+        "low": low if low is not None else bid or 0,
+        "open": open_ if open_ is not None else last,
+        "last": last,
+        "vol": ticker_volume(ticker, market, exchange_id),
         "quoteVol": num(ticker.get("quoteVolume")),
         "time": num(ticker.get("timestamp")) or received_ms,
     }
+
+
+def ticker_volume(ticker: dict, market: dict | None, exchange_id: str) -> float | int:
+    """24 h volume in FMZ's unit: base currency for spot, contracts for contracts; 0 if unknown."""
+    if not market or not market.get("contract"):
+        return num(ticker.get("baseVolume"))
+    info = ticker.get("info")
+    key = CONTRACT_VOLUME_KEYS.get(exchange_id)
+    if key and isinstance(info, dict) and known(info.get(key)) is not None:
+        return num(info[key])
+    size = known(market.get("contractSize"))
+    volume = known(ticker.get("quoteVolume" if market.get("inverse") else "baseVolume"))
+    if not size or volume is None:
+        return 0
+    return volume / size
 
 
 def to_fmz_depth(book: dict, limit: int | None, received_ms: int = 0) -> dict:
@@ -116,13 +178,18 @@ def fmz_order_status(order: dict) -> str:
     return "partial-canceled" if filled > 0 else "canceled"
 
 
-def to_fmz_order(order: dict, fmz_symbol: str, contract_type: str | None = None) -> dict:
+def to_fmz_order(
+    order: dict, fmz_symbol: str, contract_type: str | None = None, *, exchange_id: str = "exchange"
+) -> dict:
+    order_id = order.get("id")
+    if order_id is None or str(order_id) == "":
+        raise ccxt.BadResponse(f"{exchange_id} order for {fmz_symbol} has no order id")
     filled = num(order.get("filled"))
     average = order.get("average")
     if average is None and filled and order.get("cost"):
         average = num(order.get("cost")) / filled
     result = {
-        "id": f"{fmz_symbol},{order.get('id')}",
+        "id": f"{fmz_symbol},{order_id}",
         "symbol": fmz_symbol,
         "amount": num(order.get("amount")),
         "price": num(order.get("price")),
@@ -135,16 +202,47 @@ def to_fmz_order(order: dict, fmz_symbol: str, contract_type: str | None = None)
     }
     if contract_type and contract_type != "spot":
         result["contract_type"] = contract_type
-        result["offset"] = "close" if order.get("reduceOnly") else "open"
+        result["offset"] = "close" if closes_position(order) else "open"
     return result
 
 
-def to_fmz_balances(balance: dict) -> list[dict]:
-    """[{currency, free, frozen}] from a ccxt balance, one row per currency."""
-    rows = []
+def closes_position(order: dict) -> bool:
+    """reduceOnly, or in hedge mode (where ccxt sends no reduceOnly) the side against the position."""
+    if order.get("reduceOnly"):
+        return True
+    side = position_side(order)
+    if side is None:  # one-way mode (BOTH / net) or not stated
+        return False
+    return (side, order.get("side")) in (("long", "sell"), ("short", "buy"))
+
+
+def position_side(order: dict) -> str | None:
+    """`long` / `short` where the order names a hedge-mode position side, else None."""
+    for source in (order, order.get("info")):
+        if not isinstance(source, dict):
+            continue
+        for key in POSITION_SIDE_KEYS:
+            value = source.get(key)
+            if isinstance(value, str) and value.lower() in ("long", "short"):
+                return value.lower()
+    return None
+
+
+def to_fmz_balances(balance: dict, exchange_id: str = "exchange") -> list[dict]:
+    """[{currency, free, frozen}] from a ccxt balance, one row per currency held."""
+    info = balance.get("info")
+    if isinstance(info, str):
+        raise ccxt.BadResponse(f"{exchange_id} balance reply is not JSON: {info[:80]!r}")
     free, used, total = balance.get("free") or {}, balance.get("used") or {}, balance.get("total") or {}
-    for currency in sorted(set(free) | set(used) | set(total)):
-        row = {"currency": currency, "free": num(free.get(currency)), "frozen": num(used.get(currency))}
+    currencies = sorted(set(free) | set(used) | set(total))
+    if not currencies and not info:
+        raise ccxt.BadResponse(f"{exchange_id} balance reply lists no currencies and no account data")
+    rows = []
+    for currency in currencies:
+        available = known(free.get(currency))
+        if available is None:
+            raise ccxt.BadResponse(f"{exchange_id} balance of {currency} has no free (available) amount")
+        row = {"currency": currency, "free": available, "frozen": num(used.get(currency))}
         if row["free"] or row["frozen"] or num(total.get(currency)):
             rows.append(row)
     return rows

@@ -30,6 +30,12 @@ DEPTH_SIZES = {
 }
 
 
+# GetHistoryOrders where fetchOrders mixes in open orders: the largest page asked for (binance
+# allOrders' maximum) and the most requests one call makes to fill `limit` finished orders.
+HISTORY_PAGE_CAP = 1000
+HISTORY_FETCHES = 3
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -49,7 +55,8 @@ async def ticker(call: Call) -> tuple[Any, Any]:
         if (result.get("bid") is None or result.get("ask") is None) and call.has("fetchOrderBook"):
             call.index.memo[lacks_quotes] = True
             result = _with_best_prices(result, await _book_top(call, market))
-    return convert.to_fmz_ticker(result, fmz_symbol, now_ms()), result.get("info")
+    data = convert.to_fmz_ticker(result, fmz_symbol, now_ms(), market=market, exchange_id=call.exchange_id)
+    return data, result.get("info")
 
 
 async def _book_top(call: Call, market: dict) -> dict:
@@ -170,7 +177,14 @@ async def tickers(call: Call) -> tuple[Any, Any]:
     for ccxt_symbol, item in result.items():
         if wanted is not None and ccxt_symbol not in wanted:
             continue
-        data.append(convert.to_fmz_ticker(item, call.index.fmz_symbol_for(ccxt_symbol), received))
+        fmz_symbol = call.index.fmz_symbol_for(ccxt_symbol)
+        market = call.index.markets.get(ccxt_symbol)
+        try:
+            data.append(convert.to_fmz_ticker(item, fmz_symbol, received, market=market, exchange_id=call.exchange_id))
+        except ccxt.BadResponse:
+            if symbols and len(symbols) == 1:  # the one instrument asked for: say why there is nothing
+                raise
+            continue  # a market without a price (not trading yet, halted) is left out, never zeroed
         raw.append(item.get("info"))
     return data, raw
 
@@ -194,7 +208,7 @@ async def _balances(call: Call, fmz_function: str) -> tuple[Any, Any]:
     call.require("fetchBalance", fmz_function)
     params = _balance_params(call)
     balance = await call.read(None, lambda: call.exchange.fetch_balance(params))
-    rows = convert.to_fmz_balances(balance)
+    rows = convert.to_fmz_balances(balance, call.exchange_id)
     if params:  # a derivatives account: ccxt's total is the margin equity; the upnl is in the raw reply
         for row in rows:
             row["equity"] = convert.num((balance.get("total") or {}).get(row["currency"]))
@@ -228,7 +242,7 @@ def to_fmz_order(call: Call, order: dict) -> dict:
     market = call.index.markets.get(order.get("symbol") or "")
     fmz_symbol = call.index.fmz_symbol_for(order.get("symbol"))
     contract_type = call.index.contract_type(market) if market else None
-    return convert.to_fmz_order(order, fmz_symbol, contract_type)
+    return convert.to_fmz_order(order, fmz_symbol, contract_type, exchange_id=call.exchange_id)
 
 
 async def order(call: Call) -> tuple[Any, Any]:
@@ -278,8 +292,7 @@ async def history_orders(call: Call) -> tuple[Any, Any]:
     since = int_param(call.params, "since") or None
     limit = int_param(call.params, "limit") or None
     if call.has("fetchOrders"):
-        result = await call.read(None, lambda: call.exchange.fetch_orders(symbol, since, limit))
-        result = [o for o in result if o.get("status") not in ("open", None)]
+        result = await _finished_orders(call, symbol, since, limit)
     elif call.has("fetchCanceledAndClosedOrders"):
         result = await call.read(None, lambda: call.exchange.fetch_canceled_and_closed_orders(symbol, since, limit))
     elif call.has("fetchClosedOrders"):
@@ -289,9 +302,31 @@ async def history_orders(call: Call) -> tuple[Any, Any]:
     else:
         raise not_supported("GetHistoryOrders", call.exchange_id)
     result.sort(key=lambda o: o.get("timestamp") or 0)
-    if limit:
-        result = result[-limit:]
+    if limit:  # from `since` onwards: the oldest `limit`; without it, the newest
+        result = result[:limit] if since else result[-limit:]
     return [to_fmz_order(call, o) for o in result], [o.get("info") for o in result]
+
+
+async def _finished_orders(call: Call, symbol: str | None, since: int | None, limit: int | None) -> list[dict]:
+    """fetchOrders lists open orders too, and the exchange applies `limit` before we drop them:
+    while a full page leaves fewer than `limit` finished orders, ask again for a larger page
+    (at most HISTORY_FETCHES requests, the last one for HISTORY_PAGE_CAP orders)."""
+    page, finished = limit, []
+    for attempt in range(HISTORY_FETCHES):
+        try:
+            result = await call.read(None, lambda n=page: call.exchange.fetch_orders(symbol, since, n))
+        except ccxt.BadRequest:
+            if attempt == 0:
+                raise
+            return finished  # the exchange refuses a page this large: what the smaller one had
+        finished = [o for o in result if o.get("status") not in ("open", None)]
+        if page is None or limit is None or len(finished) >= limit or len(result) < page:
+            return finished
+        if page >= HISTORY_PAGE_CAP:
+            break
+        grown = max(2 * page, page + limit - len(finished))
+        page = HISTORY_PAGE_CAP if attempt == HISTORY_FETCHES - 2 else min(HISTORY_PAGE_CAP, grown)
+    return finished
 
 
 async def cancel(call: Call) -> tuple[Any, Any]:

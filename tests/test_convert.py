@@ -1,3 +1,6 @@
+import ccxt.async_support as ccxt
+import pytest
+
 from gateway import convert
 
 
@@ -27,9 +30,45 @@ def test_ticker_maps_bid_ask_and_base_volume():
     }
 
 
-def test_ticker_unknown_numbers_become_zero_not_null():
-    data = convert.to_fmz_ticker({"bid": None, "ask": float("nan"), "close": 7}, "X_Y")
-    assert data["buy"] == 0 and data["sell"] == 0 and data["last"] == 7 and data["time"] == 0
+def test_ticker_without_last_or_book_prices_is_a_bad_response_not_zeros():
+    with pytest.raises(ccxt.BadResponse) as caught:
+        convert.to_fmz_ticker({"bid": None, "ask": float("nan"), "last": None, "high": 5}, "X_Y", exchange_id="okx")
+    assert str(caught.value) == "okx ticker for X_Y has no last price (no bid/ask either)"
+
+
+def test_ticker_without_last_is_refused_even_with_book_prices():
+    """FMZ reads price 0 as a market order: a strategy buying at Last must never see 0."""
+    with pytest.raises(ccxt.BadResponse, match="binance ticker for BTC_USDT has no last price \\(only bid/ask\\)"):
+        convert.to_fmz_ticker({"bid": 99, "ask": 101}, "BTC_USDT", exchange_id="binance")
+
+
+def test_ticker_missing_optional_fields_are_filled_as_fmz_does():
+    data = convert.to_fmz_ticker({"bid": 99, "ask": float("nan"), "close": 100}, "X_Y", 1234)
+    assert data["last"] == 100 and data["buy"] == 99 and data["sell"] == 0
+    # no 24 h figures: high = ask (none here), low = bid, open = last; no volume: 0
+    assert data["high"] == 0 and data["low"] == 99 and data["open"] == 100
+    assert data["vol"] == 0 and data["quoteVol"] == 0 and data["time"] == 1234
+
+
+OKX_SWAP = {"contract": True, "linear": True, "inverse": False, "contractSize": 0.01}
+
+
+def test_contract_ticker_volume_is_in_contracts():
+    # okx: ccxt's baseVolume is vol24h, in contracts for derivatives; volCcy24h is the base currency
+    okx = {"last": 1, "baseVolume": 500, "info": {"vol24h": "500", "volCcy24h": "5"}}
+    assert convert.to_fmz_ticker(okx, "BTC_USDT.swap", market=OKX_SWAP, exchange_id="okx")["vol"] == 500
+    # elsewhere ccxt's baseVolume is base currency: divided by the contract size
+    linear = {"last": 1, "baseVolume": 5, "info": {}}
+    assert convert.to_fmz_ticker(linear, "BTC_USDT.swap", market=OKX_SWAP, exchange_id="bybit")["vol"] == 500
+    # inverse contracts are sized in quote currency (100 USD each)
+    inverse_market = {"contract": True, "inverse": True, "contractSize": 100}
+    inverse = {"last": 1, "baseVolume": 2, "quoteVolume": 120_000, "info": {}}
+    assert convert.to_fmz_ticker(inverse, "BTC_USD.swap", market=inverse_market, exchange_id="x")["vol"] == 1200
+    # binance COIN-M states contracts itself ("volume"); ccxt's baseVolume there is BTC
+    coinm = {"last": 1, "baseVolume": 2, "quoteVolume": 120_000, "info": {"volume": "1150", "baseVolume": "2"}}
+    assert convert.to_fmz_ticker(coinm, "BTC_USD.swap", market=inverse_market, exchange_id="binance")["vol"] == 1150
+    # spot: base currency, whatever the exchange
+    assert convert.to_fmz_ticker(okx, "BTC_USDT", market={"spot": True}, exchange_id="okx")["vol"] == 500
 
 
 def test_depth_sorts_sides_and_truncates():
@@ -86,6 +125,52 @@ def test_order_id_embeds_the_fmz_symbol_and_average_falls_back_to_cost():
     assert data["id"] == "BTC_USDT.swap,42"
     assert data["avg_price"] == 10.5 and data["type"] == "sell" and data["status"] == "filled"
     assert data["offset"] == "close" and data["contract_type"] == "swap"
+
+
+def test_order_without_an_exchange_id_is_a_bad_response():
+    for missing in (None, ""):
+        with pytest.raises(ccxt.BadResponse, match="binance order for BTC_USDT has no order id"):
+            convert.to_fmz_order({"id": missing, "status": "open"}, "BTC_USDT", exchange_id="binance")
+
+
+@pytest.mark.parametrize(
+    ("info", "side", "offset"),
+    [
+        ({"positionSide": "LONG"}, "sell", "close"),  # binance hedge mode
+        ({"positionSide": "SHORT"}, "buy", "close"),
+        ({"positionSide": "LONG"}, "buy", "open"),
+        ({"positionSide": "SHORT"}, "sell", "open"),
+        ({"posSide": "long"}, "sell", "close"),  # okx long/short mode
+        ({"posSide": "short"}, "buy", "close"),
+        ({"posSide": "short"}, "sell", "open"),
+        ({"positionSide": "BOTH"}, "sell", "open"),  # one-way mode: only reduceOnly closes
+        ({"posSide": "net"}, "buy", "open"),
+    ],
+)
+def test_hedge_mode_offset_comes_from_the_position_side(info: dict, side: str, offset: str):
+    order = {"id": "1", "side": side, "reduceOnly": False, "status": "closed", "info": info}
+    assert convert.to_fmz_order(order, "BTC_USDT.swap", "swap")["offset"] == offset
+
+
+def test_one_way_mode_offset_comes_from_reduce_only():
+    order = {"id": "1", "side": "sell", "reduceOnly": True, "info": {"positionSide": "BOTH"}}
+    assert convert.to_fmz_order(order, "BTC_USDT.swap", "swap")["offset"] == "close"
+    assert convert.to_fmz_order({**order, "reduceOnly": None}, "BTC_USDT.swap", "swap")["offset"] == "open"
+
+
+def test_balance_without_an_available_amount_is_a_bad_response():
+    balance = {"info": {"balances": [{"asset": "BTC"}]}, "free": {"BTC": None}, "used": {"BTC": None}, "total": {}}
+    with pytest.raises(ccxt.BadResponse, match="okx balance of BTC has no free \\(available\\) amount"):
+        convert.to_fmz_balances(balance, "okx")
+
+
+def test_balance_reply_that_is_not_json_or_says_nothing_is_a_bad_response():
+    with pytest.raises(ccxt.BadResponse, match="binance balance reply is not JSON: '<html>"):
+        convert.to_fmz_balances({"info": "<html>busy</html>", "free": {}, "used": {}, "total": {}}, "binance")
+    with pytest.raises(ccxt.BadResponse, match="lists no currencies and no account data"):
+        convert.to_fmz_balances({"info": {}, "free": {}, "used": {}, "total": {}}, "binance")
+    # an account that holds nothing is not an error: the exchange said so
+    assert convert.to_fmz_balances({"info": {"balances": []}, "free": {}, "used": {}, "total": {}}) == []
 
 
 def test_balances_skip_empty_currencies():

@@ -168,6 +168,24 @@ def test_hedge_mode_closes_carry_the_position_side(account: Account):
     assert positions(account, "BTC_USDT.swap") == []
 
 
+def test_hedge_mode_closes_report_offset_close(account: Account):
+    """ccxt sends no reduceOnly in hedge mode: the offset comes from the order's position side."""
+    enable_hedge_mode(account)
+    lot = LOT[account.route]
+    opened = [market_order(account, "BTC_USDT.swap", kind, lot) for kind in ("buy", "sell")]
+    closed = [market_order(account, "BTC_USDT.swap", kind, lot) for kind in ("closebuy", "closesell")]
+    offsets = [account.data("order", {"id": order_id})["offset"] for order_id in opened + closed]
+    assert offsets == ["open", "open", "close", "close"]
+    history = account.data("historyorders", {"symbol": "BTC_USDT.swap", "limit": 4})
+    assert [(o["type"], o["offset"]) for o in history] == [
+        ("buy", "open"),
+        ("sell", "open"),
+        ("sell", "close"),
+        ("buy", "close"),
+    ]
+    assert positions(account, "BTC_USDT.swap") == []
+
+
 def test_limit_order_on_a_swap(account: Account):
     placed = account.data(
         "trade", {"symbol": "BTC_USDT.swap", "type": "buy", "price": "50000", "amount": LOT[account.route]}
@@ -345,3 +363,15 @@ def test_a_refused_pending_leverage_fails_one_order_with_the_reason(gateway, fak
     assert "SetMarginLevel(120) failed for ETH/USDT:USDT, so the order was not sent" in message
     account.data("trade", {"symbol": "ETH_USDT.swap", "type": "buy", "price": "-1", "amount": "1"})
     assert [p["amount"] for p in positions(account, "ETH_USDT.swap")] == [1]
+
+
+def test_contract_ticker_volume_is_in_contracts(account: Account):
+    """FMZ's Ticker.Volume: base currency for spot, contracts for contracts (one OKX BTC-USDT-SWAP
+    contract is 0.01 BTC; one binance USDⓈ-M contract is 1 BTC)."""
+    reply = account.call("ticker", {"symbol": "BTC_USDT.swap"})
+    raw, vol = reply["raw"], reply["data"]["vol"]
+    if account.route == "okx":
+        assert vol == float(raw["vol24h"]) and vol == pytest.approx(float(raw["volCcy24h"]) / 0.01)
+    else:
+        assert vol == float(raw["volume"])
+    assert vol > 0

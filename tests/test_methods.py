@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from tests.conftest import Account
+from tests.fakes.server import Fault
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -264,3 +265,92 @@ def test_get_order_falls_back_to_order_lists_where_fetch_order_is_missing(accoun
     assert order["id"] == placed["id"] and order["status"] == "pending"
     account.data("cancel", {"id": placed["id"]})
     assert account.data("order", {"id": placed["id"]})["status"] == "canceled"
+
+
+@pytest.fixture
+def own_gateway(fake_binance, fake_okx):
+    """A gateway of its own: what it learns about a venue (e.g. tickers lacking quotes) stays here."""
+    import httpx
+
+    from gateway.app import create_app
+    from gateway.settings import parse_settings
+    from tests.conftest import GatewayClient, gateway_config
+    from tests.fakes.server import BackgroundServer
+
+    server = BackgroundServer(create_app(parse_settings(gateway_config(fake_binance, fake_okx)))).start()
+    with httpx.Client(timeout=30) as http:
+        yield GatewayClient(server.url, http)
+    fake_binance.faults.faults.clear()
+    server.stop()
+
+
+def test_ticker_without_any_price_is_an_error_not_zeros(own_gateway, fake_binance):
+    from tests.fakes.server import Fault
+
+    empty_ticker = b'{"symbol":"LTCUSDT","bidQty":"0","askQty":"0","volume":"0","quoteVolume":"0","closeTime":1}'
+    fake_binance.faults.inject(Fault(status=200, body=empty_ticker), "/api/v3/ticker/24hr")
+    fake_binance.faults.inject(Fault(status=200, body=b'{"lastUpdateId":1,"bids":[],"asks":[]}'), "/api/v3/depth")
+    reply = own_gateway.call("binance", "ticker", {"symbol": "LTC_USDT"})
+    assert "data" not in reply
+    assert reply["error"].startswith("BadResponse")
+    assert "binance ticker for LTC_USDT has no last price (no bid/ask either)" in reply["error"]
+
+
+def test_order_without_an_exchange_id_is_an_error(account: Account):
+    placed = account.data("trade", {"symbol": "LTC_USDT", "type": "buy", "price": "70", "amount": "0.5"})
+    path, body = {
+        "binance": (
+            "/api/v3/order",
+            b'{"symbol":"LTCUSDT","status":"NEW","price":"70","origQty":"0.5","executedQty":"0",'
+            b'"side":"BUY","type":"LIMIT","time":1700000000000}',
+        ),
+        "okx": (
+            "/api/v5/trade/order",
+            b'{"code":"0","msg":"","data":[{"instId":"LTC-USDT","instType":"SPOT","ordId":"","state":"live",'
+            b'"px":"70","sz":"0.5","accFillSz":"0","side":"buy","ordType":"limit","cTime":"1700000000000"}]}',
+        ),
+    }[account.route]
+    account.fake.faults.inject(Fault(status=200, body=body, method="GET"), path)
+    try:
+        message = account.error("order", {"id": placed["id"]})
+    finally:
+        account.fake.faults.faults.clear()
+        account.data("cancel", {"id": placed["id"]})
+    assert message.startswith("BadResponse") and "LTC_USDT has no order id" in message and "None" not in message
+
+
+def test_a_balance_the_exchange_did_not_give_is_an_error_not_zeros(account: Account):
+    path, body = {
+        "binance": ("/api/v3/account", b'{"accountType":"SPOT","balances":[{"asset":"BTC"},{"asset":"USDT"}]}'),
+        "okx": (
+            "/api/v5/account/balance",
+            b'{"code":"0","msg":"","data":[{"uTime":"1","totalEq":"1","details":[{"ccy":"USDT","uTime":"1"}]}]}',
+        ),
+    }[account.route]
+    account.fake.faults.inject(Fault(status=200, body=body), path)
+    try:
+        message = account.error("accounts")
+    finally:
+        account.fake.faults.faults.clear()
+    assert message.startswith("BadResponse") and f"{account.route} balance of " in message
+    assert "has no free (available) amount" in message
+
+
+def test_history_orders_limit_counts_finished_orders_only(account: Account):
+    """binance's allOrders applies the limit before the open orders are dropped: ask for enough."""
+    cancelled = []
+    for price in ("2000", "2100", "2200"):
+        placed = account.data("trade", {"symbol": "ETH_USDT", "type": "buy", "price": price, "amount": "0.01"})
+        account.data("cancel", {"id": placed["id"]})
+        cancelled.append(placed["id"])
+    still_open = [
+        account.data("trade", {"symbol": "ETH_USDT", "type": "buy", "price": p, "amount": "0.01"})["id"]
+        for p in ("1000", "1001")
+    ]
+    try:
+        history = account.data("historyorders", {"symbol": "ETH_USDT", "limit": 2})
+        assert [o["id"] for o in history] == cancelled[1:]
+        assert [o["id"] for o in account.data("historyorders", {"symbol": "ETH_USDT", "limit": "3"})] == cancelled
+    finally:
+        for order_id in still_open:
+            account.data("cancel", {"id": order_id})
