@@ -49,7 +49,7 @@ class GatewayApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not self.client_filter.allows(scope.get("client")):
             host = (scope.get("client") or ("unknown",))[0]
-            await send_json(send, error_body(f"Forbidden: client {host} is not in server.allowed_clients"), (), 403)
+            await send_json(send, error_body(f"Forbidden: client {host} is not in server.allowed_clients"), 403)
             return
         if scope["type"] == "http" and scope["method"] == "POST":
             path: str = scope["path"]
@@ -71,8 +71,7 @@ class GatewayApp:
         except BadRequest as exc:
             await send_json(send, error_body(error_message(exc)))
             return
-        reply, secrets = await self.gateway.handle(route, body, http_method)
-        await send_json(send, reply, secrets)
+        await send_json(send, await self.gateway.handle(route, body, http_method))
 
 
 class ClientFilter:
@@ -116,8 +115,8 @@ async def read_body(receive: Receive, declared: bytes | None, limit: int) -> byt
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def send_json(send: Send, body: Any, secrets: tuple[str, ...] = (), status: int = 200) -> None:
-    payload = encode_json(body, secrets)
+async def send_json(send: Send, body: Any, status: int = 200) -> None:
+    payload = encode_json(body)
     await send(
         {
             "type": "http.response.start",
@@ -128,18 +127,12 @@ async def send_json(send: Send, body: Any, secrets: tuple[str, ...] = (), status
     await send({"type": "http.response.body", "body": payload})
 
 
-def encode_json(body: Any, secrets: tuple[str, ...] = ()) -> bytes:
-    """JSON bytes; NaN and Infinity become null; any credential an exchange echoed becomes ***."""
+def encode_json(body: Any) -> bytes:
+    """JSON bytes; NaN and Infinity become null. Secrets were scrubbed from the values before."""
     try:
-        payload = orjson.dumps(body, default=str)
+        return orjson.dumps(body, default=str)
     except TypeError:  # e.g. an integer beyond 64 bits in an exchange reply
-        payload = json.dumps(_finite(body), default=str, ensure_ascii=False, allow_nan=False).encode()
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            escaped = orjson.dumps(secret)[1:-1]
-            if escaped in payload:
-                payload = payload.replace(escaped, b"***")
-    return payload
+        return json.dumps(_finite(body), default=str, ensure_ascii=False, allow_nan=False).encode()
 
 
 def _finite(value: Any) -> Any:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -77,6 +80,11 @@ class Call:
     settings: ClientSettings
     single_flight: SingleFlight | None = None
     order_nonces: OrderNonces | None = None
+    deadline: float = math.inf  # time.monotonic() by which the call must be answered
+
+    def remaining(self) -> float:
+        """Seconds left before the call's deadline."""
+        return self.deadline - time.monotonic()
 
     @property
     def params(self) -> dict[str, Any]:
@@ -153,8 +161,32 @@ class Call:
     async def read(self, key: tuple | None, factory: Callable[[], Awaitable[Any]]) -> Any:
         """A ccxt read with bounded retries; `key` set = coalesce identical concurrent reads."""
         if key is not None and self.single_flight is not None:
-            return await self.single_flight.run((self.venue.route, *key), lambda: _with_retries(factory, self.settings))
-        return await _with_retries(factory, self.settings)
+            return await self.single_flight.run((self.venue.route, *key), lambda: self._with_retries(factory))
+        return await self._with_retries(factory)
+
+    async def _with_retries(self, factory: Callable[[], Awaitable[Any]]) -> Any:
+        settings = self.settings
+        for attempt in range(settings.read_retries + 1):
+            try:
+                return _parsed(await factory())
+            except RETRYABLE_READ_ERRORS as exc:
+                if attempt >= settings.read_retries or not retryable(exc):
+                    raise
+                wait = retry_wait(exc, attempt, settings.retry_backoff, self.exchange)
+                if wait > self.remaining():
+                    raise ccxt.RateLimitExceeded(
+                        f"{self.exchange_id} asks to wait {wait:g} s, past this call's deadline: {exc}"
+                    ) from None
+                log.info(
+                    "%s %s: retrying a read after %s in %.2f s (attempt %d)",
+                    self.venue.route,
+                    self.envelope.method[:64],
+                    type(exc).__name__,
+                    wait,
+                    attempt + 1,
+                )
+                await asyncio.sleep(wait)
+        raise AssertionError("unreachable")
 
 
 def _parsed(result: Any) -> Any:
@@ -164,15 +196,27 @@ def _parsed(result: Any) -> Any:
     return result
 
 
-async def _with_retries(factory: Callable[[], Awaitable[Any]], settings: ClientSettings) -> Any:
-    delay = settings.retry_backoff
-    for attempt in range(settings.read_retries + 1):
+RATE_LIMIT_WAIT = 1.0  # seconds before retrying a read the exchange refused with 429, doubled per attempt
+
+
+_IP_BAN = re.compile(r"(?i)^\S+ 418\b|\bip (?:has been |is )?banned|\bbanned until\b")
+
+
+def retryable(exc: BaseException) -> bool:
+    """An IP ban (HTTP 418, or an exchange message saying the IP is banned) is never retried: every
+    further request lengthens the ban."""
+    return not (isinstance(exc, ccxt.DDoSProtection) and _IP_BAN.search(str(exc)))
+
+
+def retry_wait(exc: BaseException, attempt: int, backoff: float, exchange: Any) -> float:
+    """Seconds before the next attempt: the exchange's Retry-After when it gave one, at least a
+    second (doubling) after a rate-limit answer, else the configured backoff (doubling)."""
+    if isinstance(exc, ccxt.DDoSProtection):  # 429s and their kin (ccxt maps binance -1003 here)
+        headers = getattr(exchange, "last_response_headers", None) or {}
+        retry_after = next((v for k, v in headers.items() if str(k).lower() == "retry-after"), None)
         try:
-            return _parsed(await factory())
-        except RETRYABLE_READ_ERRORS as exc:
-            if attempt >= settings.read_retries:
-                raise
-            log.info("retrying read after %s (attempt %d)", type(exc).__name__, attempt + 1)
-            await asyncio.sleep(delay)
-            delay *= 2
-    raise AssertionError("unreachable")
+            asked = float(retry_after) if retry_after is not None else 0.0
+        except ValueError:
+            asked = 0.0
+        return max(asked, RATE_LIMIT_WAIT * 2**attempt)
+    return backoff * 2**attempt

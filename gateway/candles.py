@@ -15,7 +15,7 @@ from typing import Any
 
 from gateway import convert
 from gateway.calls import Call
-from gateway.errors import BadRequest, GatewayError
+from gateway.errors import BadRequest, GatewayError, NotSupported
 from gateway.protocol import decimal_param, int_param
 
 DEFAULT_BARS = 100  # bars built when FMZ gives no limit
@@ -42,9 +42,7 @@ async def records(call: Call) -> tuple[Any, Any]:
         return convert.to_fmz_records(rows), rows
     bases = [s for s in timeframes if s < period_s and period_s % s == 0 and s < CALENDAR_SECONDS]
     if not bases:
-        raise GatewayError(
-            f"{call.exchange.id} has no candle period that builds {period_minutes} minute bars", "NotSupported"
-        )
+        raise NotSupported(f"{call.exchange.id} has no candle period that builds {period_minutes} minute bars")
     base_s = max(bases)
     ratio = period_s // base_s
     wanted = (limit or DEFAULT_BARS) * ratio + ratio  # one bucket more: the oldest may start mid-bucket

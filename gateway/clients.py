@@ -29,7 +29,7 @@ import certifi
 from cachetools import TTLCache
 
 from gateway.credentials import Credentials
-from gateway.errors import GatewayError, error_message
+from gateway.errors import MarketsUnavailable, error_message
 from gateway.settings import ClientSettings
 from gateway.symbols import MarketIndex
 from gateway.venues import Venue, build_exchange
@@ -72,9 +72,7 @@ class MarketScope:
         failed = self._first_load_failure
         if self._loading is None and failed is not None and time.monotonic() - failed[0] < FIRST_LOAD_RETRY_AFTER:
             # the exchange just failed to give its markets: answer at once, do not hammer it per call
-            raise GatewayError(
-                f"markets of {self.master.id} are not available yet: {failed[1]}", "ExchangeNotAvailable"
-            )
+            raise MarketsUnavailable(f"markets of {self.master.id} are not available yet: {failed[1]}")
         if self._loading is None:
             self._loading = asyncio.create_task(self._load(reload=False))
         await asyncio.shield(self._loading)

@@ -7,6 +7,7 @@ caller's secrets scrubbed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import traceback
@@ -17,7 +18,15 @@ from cachetools import LRUCache
 from gateway.calls import Call, SingleFlight
 from gateway.clients import ClientPool
 from gateway.credentials import Credentials, parse_credentials
-from gateway.errors import BadRequest, GatewayError, error_message, scrub
+from gateway.errors import (
+    BadRequest,
+    DeadlineExceeded,
+    GatewayError,
+    MissingCredentials,
+    error_message,
+    scrub,
+    scrub_values,
+)
 from gateway.methods import METHODS, lookup
 from gateway.protocol import Envelope, error_body, parse_envelope, success_body
 from gateway.settings import Settings
@@ -40,8 +49,9 @@ class Gateway:
         self._parsed_credentials: LRUCache = LRUCache(maxsize=4096)
         self.started = time.time()
 
-    async def handle(self, route: str, body: bytes, http_method_header: str | None) -> tuple[dict, tuple[str, ...]]:
-        """One FMZ call -> (reply body, secrets to keep out of it)."""
+    async def handle(self, route: str, body: bytes, http_method_header: str | None) -> dict:
+        """One FMZ call -> its reply body, with the caller's secrets scrubbed from every string in it."""
+        deadline = time.monotonic() + self.settings.server.request_timeout
         secrets: tuple[str, ...] = ()
         envelope: Envelope | None = None
         fingerprint = "-"
@@ -56,22 +66,31 @@ class Gateway:
             secrets = credentials.secrets  # parsed once per key (memoised): the secret, passphrase, token
             fingerprint = credentials.fingerprint or "-"
             if method.private and credentials.empty:
-                raise GatewayError(f"{method.fmz_name} needs access_key and secret_key", "AuthenticationError")
+                raise MissingCredentials(f"{method.fmz_name} needs access_key and secret_key")
             if envelope.method == "io":
                 state = self.states.get_or_create(venue.route, credentials.cache_key)
             else:
                 state = self.states.peek(venue.route, credentials.cache_key)
-            if method.private and not credentials.empty:
-                async with self.pool.private(venue, credentials) as (exchange, index):
-                    data, raw = await method.handler(self._call(envelope, venue, credentials, state, exchange, index))
-            else:
-                exchange, index = await self.pool.public(venue)
-                data, raw = await method.handler(self._call(envelope, venue, credentials, state, exchange, index))
-            return success_body(data, raw), secrets
+            try:
+                async with asyncio.timeout_at(_loop_time(deadline)):
+                    if method.private and not credentials.empty:
+                        async with self.pool.private(venue, credentials) as (exchange, index):
+                            call = self._call(envelope, venue, credentials, state, exchange, index, deadline)
+                            data, raw = await method.handler(call)
+                    else:
+                        exchange, index = await self.pool.public(venue)
+                        call = self._call(envelope, venue, credentials, state, exchange, index, deadline)
+                        data, raw = await method.handler(call)
+            except TimeoutError:
+                if time.monotonic() < deadline:
+                    raise  # a TimeoutError of the call's own, not the deadline
+                limit = self.settings.server.request_timeout
+                raise DeadlineExceeded(f"{method.fmz_name} got no answer within {limit:g} s") from None
+            return scrub_values(success_body(data, raw), secrets)
         except Exception as exc:
             message = error_message(exc, secrets)
             self._log_failure(route, envelope, fingerprint, exc, message, secrets)
-            return error_body(message), secrets
+            return error_body(message)
 
     def _credentials(self, envelope: Envelope, route: str) -> Credentials:
         """Parsed credentials, memoised: the same docker sends the same keys on every call."""
@@ -82,7 +101,7 @@ class Gateway:
             self._parsed_credentials[key] = credentials
         return credentials
 
-    def _call(self, envelope, venue, credentials: Credentials, state, exchange, index) -> Call:
+    def _call(self, envelope, venue, credentials: Credentials, state, exchange, index, deadline: float) -> Call:
         return Call(
             envelope,
             venue,
@@ -93,6 +112,7 @@ class Gateway:
             self.settings.clients,
             self.single_flight,
             self.order_nonces,
+            deadline,
         )
 
     @staticmethod
@@ -106,3 +126,8 @@ class Gateway:
             return
         trace = scrub("".join(traceback.format_exception(exc)), secrets)
         log.error("%s %s key=%s crashed: %s\n%s", route[:64], method, key, message, trace)
+
+
+def _loop_time(monotonic_deadline: float) -> float:
+    """The event loop's clock for a time.monotonic() instant (they may differ, e.g. under uvloop)."""
+    return asyncio.get_running_loop().time() + (monotonic_deadline - time.monotonic())

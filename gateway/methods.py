@@ -247,12 +247,15 @@ def to_fmz_order(call: Call, order: dict) -> dict:
 
 async def order(call: Call) -> tuple[Any, Any]:
     order_id, market, _ = call.order_id_and_market()
-    symbol = market["symbol"]
-    if call.has("fetchOrder"):
-        result = await call.read(None, lambda: call.exchange.fetch_order(order_id, symbol))
-    else:
-        result = await _find_order(call, order_id, symbol)
+    result = await fetch_order_by_id(call, order_id, market["symbol"])
     return to_fmz_order(call, result), result.get("info")
+
+
+async def fetch_order_by_id(call: Call, order_id: str, symbol: str) -> dict:
+    """One order by its exchange id (GetOrder, and settling a cancel whose answer was lost)."""
+    if call.has("fetchOrder"):
+        return await call.read(None, lambda: call.exchange.fetch_order(order_id, symbol))
+    return await _find_order(call, order_id, symbol)
 
 
 async def _find_order(call: Call, order_id: str, symbol: str) -> dict:
@@ -329,13 +332,6 @@ async def _finished_orders(call: Call, symbol: str | None, since: int | None, li
     return finished
 
 
-async def cancel(call: Call) -> tuple[Any, Any]:
-    call.require("cancelOrder", "CancelOrder")
-    order_id, market, _ = call.order_id_and_market()
-    result = await call.exchange.cancel_order(order_id, market["symbol"])
-    return True, (result or {}).get("info")
-
-
 # --- the method table ---------------------------------------------------------------------
 
 
@@ -350,7 +346,7 @@ def _registry() -> dict[str, Method]:
     from gateway.candles import records
     from gateway.futures import fundings, io, positions, set_margin_level
     from gateway.passthrough import api_passthrough
-    from gateway.trading import trade
+    from gateway.trading import cancel, trade
 
     table = {
         "ticker": Method(ticker, False, "GetTicker"),

@@ -16,7 +16,7 @@ import urllib.parse
 from typing import Any
 
 from gateway.calls import Call
-from gateway.errors import GatewayError
+from gateway.errors import BadRequest
 
 VERBS = ("get", "post", "put", "delete", "patch")
 
@@ -46,9 +46,8 @@ def resolve_api_section(exchange: Any, path: str, verb: str) -> tuple[tuple[str,
                 candidates.append((section, path[len(prefix.rstrip("/")) :].lstrip("/")))
     if not candidates:
         known = sorted({p for p in prefixes.values() if p != "/"})[:12]
-        raise GatewayError(
-            f"{exchange.id} has no API section for path {path[:100]!r} (known prefixes: {', '.join(known)})",
-            "BadRequest",
+        raise BadRequest(
+            f"{exchange.id} has no API section for path {path[:100]!r} (known prefixes: {', '.join(known)})"
         )
     method = verb.lower()
     for section, remainder in candidates:

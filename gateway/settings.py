@@ -33,6 +33,7 @@ class ServerSettings:
     max_body_bytes: int = 1_048_576
     log_level: str = "info"
     allowed_clients: tuple[str, ...] = ()  # networks (CIDR) that may call; empty = anyone; loopback always may
+    request_timeout: float = 10.0  # seconds: every FMZ call is answered within it, retries and look-ups included
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class ClientSettings:
     read_retries: int = 2  # extra attempts for reads on network/rate-limit errors; never for orders
     retry_backoff: float = 0.25  # seconds, doubled per attempt
     timeout_ms: int = 10_000
+    settle_window: float = 5.0  # seconds to look an order up after its answer was lost or garbled
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,9 @@ def parse_settings(raw: Any) -> Settings:
         except ValueError:
             raise SettingsError(f"server.allowed_clients: {network!r} is not an address or network") from None
     clients = _section(top.get("clients"), "clients", ClientSettings)
-    for name in ("idle_ttl", "max_clients", "markets_ttl"):
+    if server.request_timeout <= 0:
+        raise SettingsError("server.request_timeout: must be positive")
+    for name in ("idle_ttl", "max_clients", "markets_ttl", "settle_window"):
         if getattr(clients, name) <= 0:
             raise SettingsError(f"clients.{name}: must be positive")
     allow_any = _typed(top.get("allow_any_ccxt_exchange", True), bool, "allow_any_ccxt_exchange")

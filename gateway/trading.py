@@ -1,19 +1,29 @@
-"""Order placement (`trade`): spot and contracts, limit and market.
+"""Order placement (`trade`) and cancelling, in three layers: prepare -> send -> settle.
 
-Never retried: a timeout after the exchange accepted an order would otherwise place it twice.
-Everything is parsed and rounded before anything is sent: an amount that rounds to zero is a
-clear error here rather than an exchange rejection, and a limit price is only ever rounded in
-the caller's favour (a buy down, a sell up).
+- **prepare**: everything is parsed, rounded and decided before anything is sent: the amount
+  (an amount that rounds to zero is a clear error here, not an exchange rejection), a limit
+  price rounded only in the caller's favour (a buy down, a sell up), a pending leverage (other
+  orders of the key and symbol wait for it), the position side, and the client order id.
+- **send**: one ccxt create_order call, never retried, bounded so that time is left to settle.
+- **settle**: a failure is classified (gateway/outcomes.py). Rejected: answered as it is. Not
+  sent: said so. Unknown (lost, garbled, "status unknown"): the order is looked up by its
+  client id before the strategy is told anything (gateway/settle.py). A success without a real
+  exchange id is never answered.
+
+The client id is derived from (route, key, FMZ nonce, order), so a re-sent request, a restarted
+gateway or a second replica derive the same id, and the exchange itself refuses a duplicate.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
@@ -21,14 +31,23 @@ import ccxt.async_support as ccxt
 
 from gateway import convert
 from gateway.calls import Call
-from gateway.errors import BadRequest, GatewayError, error_message, in_context
+from gateway.errors import (
+    BadRequest,
+    GatewayError,
+    OrderStatusUnknown,
+    RequestCancelled,
+    error_message,
+    in_context,
+)
+from gateway.outcomes import Outcome, classify
 from gateway.protocol import decimal_param, str_param
+from gateway.settle import settle_cancel, settle_placement
 
 log = logging.getLogger("gateway.trading")
 POSITION_MODE_TTL = 300.0
-# Exchanges where ccxt passes our `clientOrderId` and finds an order by it (fetch_order with
-# params.clientOrderId), and whose id rules "fmz" + 20 hex digits meets. Others keep ccxt's ids.
-CLIENT_ORDER_ID_EXCHANGES = frozenset({"binance", "binanceusdm", "binancecoinm", "okx"})
+MIN_SEND_TIME = 1.0  # seconds a send gets at least, whatever is left for settling
+ANSWER_MARGIN = 0.1  # seconds kept to answer before the call's deadline
+LOOKUP_SINCE_MARGIN_MS = 60_000  # an order's exchange time may trail ours (clock skew)
 
 ORDER_KINDS = {  # FMZ trade type -> (ccxt side, reduce-only)
     "buy": ("buy", False),
@@ -40,7 +59,7 @@ ORDER_KINDS = {  # FMZ trade type -> (ccxt side, reduce-only)
 
 @dataclass(frozen=True)
 class OrderRequest:
-    """A fully validated order, ready to send."""
+    """A fully validated order, as the strategy asked for it."""
 
     market: dict
     fmz_symbol: str
@@ -61,6 +80,19 @@ class OrderRequest:
         return (self.market["symbol"], self.side, self.reduce_only, str(self.amount), str(self.price))
 
 
+@dataclass
+class PreparedOrder:
+    """Exactly what create_order is called with."""
+
+    symbol: str
+    order_type: str  # limit | market
+    side: str
+    amount: float
+    price: float | None
+    params: dict[str, Any] = field(default_factory=dict)
+    client_id: str | None = None
+
+
 @dataclass(frozen=True)
 class PlacementFailed:
     """A finished placement that failed, kept small (no traceback, no client)."""
@@ -71,27 +103,41 @@ class PlacementFailed:
 
 async def trade(call: Call) -> tuple[Any, Any]:
     order = parse_order(call)
+    client_id = client_order_id(call, order)
     nonces, nonce = call.order_nonces, call.envelope.nonce
     if nonces is None or nonce is None:
-        return await place(call, order)
+        return await _within_deadline(call, asyncio.ensure_future(place(call, order, client_id)), client_id)
     key = nonces.key(call.venue.route, call.credentials.cache_key, nonce, order.identity())
     previous = nonces.get(key)
     if previous is None:
-        task = asyncio.ensure_future(place(call, order))
+        task = asyncio.ensure_future(place(call, order, client_id))
         nonces.put(key, task)
         task.add_done_callback(lambda done: nonces.put(key, _outcome(done)))
-        return await asyncio.shield(task)
+        return await _within_deadline(call, task, client_id)
     log.warning("trade with nonce %s repeated on %s: answering with the first placement", nonce, call.venue.route)
     if isinstance(previous, asyncio.Future):
-        return await asyncio.shield(previous)
+        return await _within_deadline(call, previous, client_id)
     if isinstance(previous, PlacementFailed):
         raise GatewayError(previous.message, previous.kind)
     return previous
 
 
+async def _within_deadline(call: Call, placement: asyncio.Future, client_id: str | None) -> tuple[Any, Any]:
+    """The placement's answer, or OrderStatusUnknown at the deadline (the placement goes on, and a
+    re-send with the same nonce gets its outcome)."""
+    try:
+        return await asyncio.wait_for(asyncio.shield(placement), max(0.0, call.remaining() - ANSWER_MARGIN))
+    except TimeoutError:
+        named = f"client id {client_id}" if client_id else "no client id"
+        raise OrderStatusUnknown(
+            f"no outcome within the call's deadline; the order is still being settled ({named}): check GetOrders "
+            "before sending it again"
+        ) from None
+
+
 def _outcome(done: asyncio.Future) -> Any:
     if done.cancelled():
-        return PlacementFailed("RequestCancelled", "the first placement of this order was cancelled")
+        return PlacementFailed(RequestCancelled.kind, "the first placement of this order was cancelled")
     exc = done.exception()
     if exc is not None:
         kind, _, message = error_message(exc).partition(": ")
@@ -138,70 +184,82 @@ def apply_direction(kind: str, direction: str | None) -> str:
     return kind
 
 
-async def place(call: Call, order: OrderRequest) -> tuple[Any, Any]:
-    symbol = order.market["symbol"]
-    params: dict[str, Any] = {}
-    if order.contract:
-        if not order.reduce_only:
-            await apply_pending_leverage(call, order.market)
-        if order.reduce_only:
-            params["reduceOnly"] = True
-        if await is_hedged(call, order.market):
-            params["hedged"] = True
-    client_id = client_order_id(call, order)
-    if client_id:
-        params["clientOrderId"] = client_id
+async def place(call: Call, order: OrderRequest, client_id: str | None) -> tuple[Any, Any]:
+    since_ms = int(time.time() * 1000) - LOOKUP_SINCE_MARGIN_MS
+    prepared = await prepare(call, order, client_id)
     try:
-        if order.spends_quote:
-            result = await market_buy_with_cost(call, order.market, order.amount, params)
-        else:
-            quantity = float(order.amount)
-            price = float(order.price) if order.price is not None else None
-            order_type = "limit" if order.price is not None else "market"
-            result = await call.exchange.create_order(symbol, order_type, order.side, quantity, price, params)
-    except ccxt.NetworkError as exc:  # the exchange may have accepted the order before the answer was lost
-        if not client_id:
+        result = await send(call, prepared)
+    except Exception as exc:  # a send cut short by its time budget (TimeoutError) is a lost answer too
+        outcome = classify(exc, call.exchange)
+        if outcome is Outcome.REJECTED:
             raise
-        result = await recover_order(call, symbol, client_id, exc)
+        if outcome is Outcome.NOT_SENT:
+            raise in_context(exc, "the order was not sent (no connection to the exchange)") from None
+        result = await settle_placement(call, order.market, client_id, exc, since_ms)
     return {"id": f"{order.fmz_symbol},{result['id']}"}, result.get("info")
 
 
+async def prepare(call: Call, order: OrderRequest, client_id: str | None) -> PreparedOrder:
+    """Every decision and every read before the order is sent (reads here may be retried)."""
+    params: dict[str, Any] = {}
+    if order.contract:
+        if order.reduce_only:
+            params["reduceOnly"] = True
+        else:
+            async with leverage_lock(call, order.market["symbol"]):
+                await apply_pending_leverage(call, order.market)
+        if await is_hedged(call, order.market):
+            params["hedged"] = True
+    if client_id:
+        from gateway import client_ids
+
+        params.update(client_ids.create_params(call.exchange, client_id))
+    symbol = order.market["symbol"]
+    if order.price is not None:
+        return PreparedOrder(symbol, "limit", order.side, float(order.amount), float(order.price), params, client_id)
+    if not order.spends_quote:
+        return PreparedOrder(symbol, "market", order.side, float(order.amount), None, params, client_id)
+    if call.has("createMarketBuyOrderWithCost"):  # ccxt's own way to spend quote currency
+        params["cost"] = float(order.amount)
+        return PreparedOrder(symbol, "market", "buy", float(order.amount), None, params, client_id)
+    quantity = await _quantity_for_cost(call, order.market, order.amount)
+    return PreparedOrder(symbol, "market", "buy", float(quantity), None, params, client_id)
+
+
+async def send(call: Call, prepared: PreparedOrder) -> dict:
+    """One create call; an answer without a real order id counts as garbled (settled, never answered)."""
+    budget = max(MIN_SEND_TIME, call.remaining() - call.settings.settle_window - ANSWER_MARGIN)
+    params = dict(prepared.params)
+    async with asyncio.timeout(budget if budget < 1e9 else None):
+        if "cost" in params:
+            cost = params.pop("cost")
+            result = await call.exchange.create_market_buy_order_with_cost(prepared.symbol, cost, params)
+        else:
+            result = await call.exchange.create_order(
+                prepared.symbol, prepared.order_type, prepared.side, prepared.amount, prepared.price, params
+            )
+    if not isinstance(result, dict) or isinstance(result.get("info"), str) or not result.get("id"):
+        raise ccxt.BadResponse(f"{call.exchange_id} answered the order without an order id")
+    return result
+
+
 def client_order_id(call: Call, order: OrderRequest) -> str | None:
-    """Our own client order id, where the exchange takes one and can find an order by it.
+    """Our own client order id, where the exchange takes one and can find an order by it."""
+    nonce = call.envelope.nonce if call.envelope.nonce is not None else uuid.uuid4().hex
+    seed = repr((call.venue.route, call.credentials.cache_key, nonce, order.identity()))
+    from gateway import client_ids
 
-    Derived from the FMZ nonce and the order, so a re-sent request carries the same id."""
-    if call.exchange.id not in CLIENT_ORDER_ID_EXCHANGES:
-        return None
-    seed = repr(
-        (call.venue.route, call.credentials.cache_key, call.envelope.nonce or uuid.uuid4().hex, order.identity())
-    )
-    return "fmz" + hashlib.sha256(seed.encode()).hexdigest()[:20]
+    return client_ids.derive_client_id(call.exchange, hashlib.sha256(seed.encode()).digest())
 
 
-async def recover_order(call: Call, symbol: str, client_id: str, failure: Exception) -> dict:
-    """After a lost answer, look the order up by its client id instead of sending it again."""
-    try:
-        found = await call.read(None, lambda: call.exchange.fetch_order(None, symbol, {"clientOrderId": client_id}))
-    except ccxt.OrderNotFound:
-        raise in_context(failure, f"no order with client id {client_id} exists", "OrderNotPlaced") from None
-    except ccxt.BaseError as exc:
-        context = f"the order may have been placed: look for client id {client_id} (lookup: {error_message(exc)})"
-        raise in_context(failure, context) from None
-    log.warning("order %s answer lost (%s); found it by client id", client_id, type(failure).__name__)
-    return found
-
-
-async def market_buy_with_cost(call: Call, market: dict, cost: Decimal, params: dict) -> dict:
+async def _quantity_for_cost(call: Call, market: dict, cost: Decimal) -> Decimal:
     """A spot market buy spends `cost` in the quote currency, as FMZ's Buy(-1, cost) does."""
     symbol = market["symbol"]
-    if call.has("createMarketBuyOrderWithCost"):
-        return await call.exchange.create_market_buy_order_with_cost(symbol, float(cost), params)
     ticker = await call.read(("ticker", symbol), lambda: call.exchange.fetch_ticker(symbol))
     ask = ticker.get("ask") or ticker.get("last")
     if not ask:
         raise BadRequest(f"cannot convert a market buy of {cost} {market['quote']} to {market['base']}: no price")
-    quantity = precise_amount(call, market, cost / Decimal(str(ask)))
-    return await call.exchange.create_order(symbol, "market", "buy", float(quantity), None, params)
+    return precise_amount(call, market, cost / Decimal(str(ask)))
 
 
 def precise_amount(call: Call, market: dict, amount: Decimal) -> Decimal:
@@ -232,21 +290,36 @@ def favourable_price(call: Call, market: dict, price: Decimal, side: str) -> Dec
     return rounded
 
 
+@contextlib.asynccontextmanager
+async def leverage_lock(call: Call, symbol: str) -> AsyncIterator[None]:
+    """Held while a key changes a contract's leverage: its orders for that contract wait for it."""
+    locks: dict = call.exchange.__dict__.setdefault("_gateway_leverage_locks", {})
+    lock = locks.get(symbol)
+    if lock is None:
+        lock = locks[symbol] = asyncio.Lock()
+    async with lock:
+        yield
+
+
 async def apply_pending_leverage(call: Call, market: dict) -> None:
-    """A SetMarginLevel that arrived (io code 0) without a symbol applies before the next opening order."""
+    """A SetMarginLevel that arrived (io code 0) without a symbol applies before the next opening order.
+
+    Called under `leverage_lock`: a concurrent order waits for the change instead of trading at
+    the old leverage. The contract counts as settled once the change was answered either way: a
+    level it refuses fails one order, with the reason, and later orders trade at its current level."""
     state = call.state
     if state is None or state.margin_level is None or not call.has("setLeverage"):
         return
     symbol = market["symbol"]
-    if symbol not in state.leverage_settled:
-        # Settled before trying: a level this contract refuses fails one order, with the reason,
-        # and later orders trade at the contract's current leverage instead of failing forever.
+    if symbol in state.leverage_settled:
+        return
+    try:
+        await call.exchange.set_leverage(state.margin_level, symbol)
+    except ccxt.BaseError as exc:
+        context = f"SetMarginLevel({state.margin_level}) failed for {symbol}, so the order was not sent"
+        raise in_context(exc, context) from None
+    finally:
         state.leverage_settled.add(symbol)
-        try:
-            await call.exchange.set_leverage(state.margin_level, symbol)
-        except ccxt.BaseError as exc:
-            context = f"SetMarginLevel({state.margin_level}) failed for {symbol}, so the order was not sent"
-            raise in_context(exc, context) from None
 
 
 async def is_hedged(call: Call, market: dict) -> bool:
@@ -265,3 +338,43 @@ async def is_hedged(call: Call, market: dict) -> bool:
             hedged = False  # unknown: one-way orders; a hedged account then rejects with its own message
     modes[symbol] = (hedged, time.monotonic())
     return hedged
+
+
+# --- cancel -------------------------------------------------------------------------------
+
+
+async def cancel(call: Call) -> tuple[Any, Any]:
+    """CancelOrder; a lost or garbled answer, or an OrderNotFound for an order that exists, is looked up."""
+    call.require("cancelOrder", "CancelOrder")
+    order_id, market, _ = call.order_id_and_market()
+    symbol = market["symbol"]
+    try:
+        result = await call.exchange.cancel_order(order_id, symbol)
+        if isinstance((result or {}).get("info"), str):
+            raise ccxt.BadResponse(f"{call.exchange_id} answered the cancel with a body that is not JSON")
+    except ccxt.OrderNotFound as exc:  # already cancelled (a lost first answer), filled, or unknown
+        order = await _order_or_none(call, order_id, symbol)
+        if order is None:
+            raise
+        if order.get("status") in ("canceled", "cancelled", "expired"):
+            return True, order.get("info")
+        raise in_context(exc, f"order {order_id} is {order.get('status')}, not cancelled") from None
+    except Exception as exc:
+        if classify(exc, call.exchange) is not Outcome.UNKNOWN:
+            raise
+        order = await settle_cancel(call, lambda: _fetch_order(call, order_id, symbol), order_id, exc)
+        return True, order.get("info")
+    return True, (result or {}).get("info")
+
+
+async def _fetch_order(call: Call, order_id: str, symbol: str) -> dict:
+    from gateway.methods import fetch_order_by_id
+
+    return await fetch_order_by_id(call, order_id, symbol)
+
+
+async def _order_or_none(call: Call, order_id: str, symbol: str) -> dict | None:
+    try:
+        return await _fetch_order(call, order_id, symbol)
+    except ccxt.OrderNotFound:
+        return None

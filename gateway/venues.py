@@ -13,19 +13,11 @@ from typing import Any
 
 import ccxt.async_support as ccxt_async
 
-from gateway.errors import GatewayError
+from gateway.errors import SandboxUnavailable, UnknownRoute
 from gateway.settings import Settings, Venue
 
 CCXT_EXCHANGES = frozenset(ccxt_async.exchanges)
 _SCHEME_HOST = re.compile(r"^[a-z]+://[^/]+", re.IGNORECASE)
-
-
-class UnknownRoute(GatewayError):
-    kind = "BadRequest"
-
-
-class SandboxUnavailable(GatewayError):
-    kind = "NotSupported"
 
 
 class VenueRegistry:
@@ -55,7 +47,7 @@ class VenueRegistry:
 def check_venue(venue: Venue) -> None:
     """Raise at startup what would otherwise fail on the first call (unknown id, no sandbox)."""
     if venue.ccxt_id not in CCXT_EXCHANGES:
-        raise GatewayError(f"route {venue.route!r}: {venue.ccxt_id!r} is not a ccxt exchange id")
+        raise UnknownRoute(f"route {venue.route!r}: {venue.ccxt_id!r} is not a ccxt exchange id")
     build_exchange(venue, {})
 
 

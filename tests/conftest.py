@@ -108,7 +108,7 @@ def gateway_config(fake_binance: Fake, fake_okx: Fake, **extra: Any) -> dict:
     fast = {"enableRateLimit": False, "timeout": 5000}
     config = {
         "allow_any_ccxt_exchange": True,
-        "clients": {"read_retries": 1, "retry_backoff": 0.01},
+        "clients": {"read_retries": 1, "retry_backoff": 0.01, "settle_window": 3},
         "exchanges": {
             "binance": {"ccxt": "binance", "api_base": fake_binance.url, "ccxt_config": fast},
             "okx": {"ccxt": "okx", "api_base": fake_okx.url, "ccxt_config": fast},

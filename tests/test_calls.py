@@ -44,6 +44,17 @@ def test_rate_limit_answers_are_retried(binance_account: Account):
     assert binance_account.data("orders", {"symbol": "BTC_USDT"}) == []
 
 
+def test_an_ip_ban_is_never_retried(binance_account: Account):
+    fake = binance_account.fake
+    fake.faults.inject(
+        Fault(status=418, body=b'{"code":-1003,"msg":"Way too many requests; IP banned"}'), "/api/v3/account"
+    )
+    before = count(fake, "/api/v3/account")
+    message = binance_account.error("accounts")
+    assert message.startswith("DDoSProtection:")
+    assert count(fake, "/api/v3/account") - before == 1  # every further request would lengthen the ban
+
+
 def test_an_order_is_never_retried(binance_account: Account):
     fake = binance_account.fake
     fake.faults.inject(Fault(status=503, body=b"busy", content_type="text/plain"), "/api/v3/order")

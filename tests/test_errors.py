@@ -24,6 +24,38 @@ def test_scrub_removes_secrets_and_signatures():
     assert "signature=***" in cleaned
 
 
+def test_scrubbing_walks_values_and_never_touches_numbers():
+    from gateway.errors import scrub_values
+
+    reply = {
+        "data": {"id": "BTC_USDT,1234567890", "price": 60000.1, "amount": 60000, "time": 1712345678000},
+        "raw": {"px": "60000", "echo": "passphrase=60000&x=1", "ordId": "912345678", "key": "k-60000-x"},
+    }
+    scrubbed = scrub_values(reply, ("12345678", "60000"))
+    assert scrubbed["data"] == reply["data"]  # numbers and ids that merely contain a short secret are intact
+    assert scrubbed["raw"]["ordId"] == "912345678"
+    assert scrubbed["raw"]["px"] == "***"  # a short secret as a whole value is still a secret
+    assert scrubbed["raw"]["echo"] == "passphrase=***&x=1"
+    assert scrubbed["raw"]["key"] == "k-***-x"
+
+
+def test_long_secrets_are_removed_even_inside_other_text():
+    from gateway.errors import scrub_values
+
+    secret = "Zq8x0AbCdEfGhIjKlMnOp"
+    assert scrub_values({"raw": [f"xx{secret}yy"]}, (secret,)) == {"raw": ["xx***yy"]}
+    untouched = {"raw": ["nothing here"], "n": 1}
+    assert scrub_values(untouched, (secret,)) is untouched  # no copy when nothing changes
+
+
+def test_error_texts_keep_ids_that_contain_a_short_secret():
+    from gateway.errors import scrub
+
+    assert scrub("order 1234567890 not found; passphrase 12345678", ["12345678"]) == (
+        "order 1234567890 not found; passphrase ***"
+    )
+
+
 # --- end to end: the suite's canary secret never leaves the gateway ------------------------
 
 import json  # noqa: E402
@@ -77,3 +109,24 @@ def test_failures_with_the_canary_keep_it_out_of_errors_and_logs(gateway, fake_o
     logged = "\n".join(CAPTURED.lines[start:])
     for text in [*messages, logged]:
         assert CANARY_SECRET not in text and CANARY_PASSPHRASE not in text
+
+
+def test_a_numeric_passphrase_never_breaks_a_reply(gateway, fake_okx):
+    """OKX passphrase 60000: a ticker and an order priced 60000 stay valid JSON, and the order id works."""
+    key = "acct-okx-numeric-passphrase"
+    fake_okx.add_key(key, CANARY_SECRET, "60000")
+    secret_key = f"{CANARY_SECRET},60000"
+    ticker = gateway.call("okx", "ticker", {"symbol": "BTC_USDT"}, access_key=key, secret_key=secret_key)
+    assert isinstance(ticker["data"]["last"], float | int) and ticker["data"]["last"] > 0
+    placed = gateway.call(
+        "okx",
+        "trade",
+        {"symbol": "BTC_USDT", "type": "buy", "price": "60000", "amount": "0.001"},
+        access_key=key,
+        secret_key=secret_key,
+    )
+    order_id = placed["data"]["id"]
+    order = gateway.call("okx", "order", {"id": order_id}, access_key=key, secret_key=secret_key)["data"]
+    assert order["price"] == 60000 and order["id"] == order_id
+    cancelled = gateway.call("okx", "cancel", {"id": order_id}, access_key=key, secret_key=secret_key)
+    assert cancelled["data"] is True

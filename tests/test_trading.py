@@ -92,7 +92,7 @@ def test_orders_carry_a_client_id_derived_from_the_nonce(account: Account):
     first = post_trade(account, 1730275031047004000, "41000")
     order_id = first["data"]["id"].split(",")[1]
     client_id = account.fake.engine.get_order(order_id).client_id
-    assert client_id.startswith("fmz") and len(client_id) == 23
+    assert client_id.startswith("fmz") and len(client_id) == 32
 
 
 def test_a_lost_answer_is_recovered_by_client_id_not_sent_again(account: Account):
@@ -117,3 +117,189 @@ def test_an_order_that_never_arrived_is_reported_as_not_placed(account: Account)
     reply = post_trade(account, 1730275031047006000, "40400")
     assert reply["error"].startswith("OrderNotPlaced:") and "no order with client id fmz" in reply["error"]
     assert account.data("orders", {"symbol": "BTC_USDT"}) == []
+
+
+# --- unknown outcomes are settled, never guessed ------------------------------------------------
+
+from tests.fakes import faults  # noqa: E402
+
+PLACE_PATHS = ORDER_PATHS
+CANCEL_PATHS = {"binance": "/api/v3/order", "okx": "/api/v5/trade/cancel-"}  # okx: cancel-order or cancel-batch-orders
+
+
+def struck(account: Account, since: int) -> int:
+    """How many injected faults fired since `since` (a length of `fired`): a test that injects one must see it."""
+    return len(account.fake.faults.fired) - since
+
+
+CANCEL_VERBS = {"binance": "DELETE", "okx": "POST"}
+
+
+def status_unknown(route: str) -> faults.Fault:
+    return faults.binance_status_unknown(method="POST") if route == "binance" else faults.okx_status_unknown()
+
+
+ANSWER_FAULTS = {
+    "accept-then-502": lambda route: faults.accept_then_5xx(502, method="POST"),
+    "accept-then-cloudflare-520": lambda route: faults.accept_then_5xx(520, page="cloudflare", method="POST"),
+    "accept-then-status-unknown": status_unknown,
+    "accept-then-truncated": lambda route: faults.truncated("length", method="POST"),
+    "accept-then-short-body": lambda route: faults.truncated("short", method="POST"),
+    "accept-and-list-late": lambda route: faults.handled_late(1.5, method="POST"),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(ANSWER_FAULTS))
+def test_a_placed_order_whose_answer_went_wrong_is_answered_with_its_real_id(account: Account, fault: str):
+    path = PLACE_PATHS[account.route]
+    account.fake.faults.inject(ANSWER_FAULTS[fault](account.route), path)
+    before = sum(1 for m, p in account.fake.faults.requests if p == path and m == "POST")
+    fired = len(account.fake.faults.fired)
+    reply = post_trade(account, 1730275031047100000 + sorted(ANSWER_FAULTS).index(fault), "40100")
+    assert struck(account, fired) == 1
+    assert "data" in reply, reply
+    fmz_symbol, _, exchange_id = reply["data"]["id"].partition(",")
+    assert fmz_symbol == "BTC_USDT" and exchange_id not in ("", "None")
+    held = account.data("orders", {"symbol": "BTC_USDT"})
+    assert [o["id"] for o in held] == [reply["data"]["id"]]  # the one order the exchange holds
+    assert sum(1 for m, p in account.fake.faults.requests if p == path and m == "POST") - before == 1
+
+
+def test_an_order_refused_before_processing_is_not_placed_after_the_window(account: Account):
+    account.fake.faults.inject(
+        faults.Fault(status=503, body=b"busy", content_type="text/plain", method="POST"), PLACE_PATHS[account.route]
+    )
+    reply = post_trade(account, 1730275031047200000, "40200")
+    assert reply["error"].startswith("OrderNotPlaced:"), reply
+    assert "client id fmz" in reply["error"] and "after 3 s" in reply["error"]
+    assert account.data("orders", {"symbol": "BTC_USDT"}) == []
+
+
+def test_a_rejection_is_answered_at_once_without_a_lookup(account: Account):
+    requests_before = len(account.fake.faults.requests)
+    message = account.error("trade", {"symbol": "BTC_USDT", "type": "buy", "price": "40000", "amount": "100000"})
+    assert message.startswith(("InsufficientFunds:", "InvalidOrder:", "ExchangeError:")), message
+    paths = [p for _, p in account.fake.faults.requests[requests_before:]]
+    assert paths.count(PLACE_PATHS[account.route]) == 1
+    assert not any("openOrders" in p or "orders-pending" in p or p.endswith("/trade/order") for p in paths)
+
+
+def test_a_restarted_gateway_resending_the_same_nonce_gets_the_existing_order(account: Account, fake_binance, fake_okx):
+    """A second gateway (or a restart) derives the same client id; the exchange refuses the
+    duplicate, and the existing order is the answer, never an error nor a second order."""
+    from gateway.app import create_app
+    from gateway.settings import parse_settings
+    from tests.conftest import gateway_config
+    from tests.fakes.server import BackgroundServer
+
+    nonce = 1730275031047400000
+    first = post_trade(account, nonce, "40400")
+    replica = BackgroundServer(create_app(parse_settings(gateway_config(fake_binance, fake_okx)))).start()
+    try:
+        body = {
+            "access_key": account.access_key,
+            "secret_key": account.secret_key,
+            "nonce": nonce,
+            "method": "trade",
+            "params": {"symbol": "BTC_USDT", "type": "buy", "price": "40400", "amount": "0.001"},
+        }
+        again = account.gateway.http.post(f"{replica.url}/{account.route}", json=body).json()
+    finally:
+        replica.stop()
+    assert again.get("data", {}).get("id") == first["data"]["id"], again
+    assert len(account.data("orders", {"symbol": "BTC_USDT"})) == 1
+
+
+CANCEL_FAULTS = {
+    "answer-lost": lambda route: faults.answer_lost(method=CANCEL_VERBS[route]),
+    "accept-then-502": lambda route: faults.accept_then_5xx(502, method=CANCEL_VERBS[route]),
+    "accept-then-status-unknown": lambda route: (
+        faults.binance_status_unknown(method="DELETE") if route == "binance" else faults.okx_status_unknown()
+    ),
+    "accept-then-truncated": lambda route: faults.truncated("short", method=CANCEL_VERBS[route]),
+    "accept-and-list-late": lambda route: faults.handled_late(1.0, method=CANCEL_VERBS[route]),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(CANCEL_FAULTS))
+def test_a_cancel_whose_answer_went_wrong_is_settled(account: Account, fault: str):
+    placed = account.data("trade", {"symbol": "BTC_USDT", "type": "buy", "price": "40500", "amount": "0.001"})
+    account.fake.faults.inject(CANCEL_FAULTS[fault](account.route), CANCEL_PATHS[account.route])
+    fired = len(account.fake.faults.fired)
+    reply = account.call("cancel", {"id": placed["id"]})
+    assert struck(account, fired) == 1
+    assert reply.get("data") is True, reply
+    assert account.data("order", {"id": placed["id"]})["status"] == "canceled"
+    again = account.call("cancel", {"id": placed["id"]})  # the strategy retries: the order is cancelled
+    assert again.get("data") is True, again
+
+
+def test_a_cancel_that_never_took_says_the_order_is_still_open(account: Account):
+    placed = account.data("trade", {"symbol": "BTC_USDT", "type": "buy", "price": "40600", "amount": "0.001"})
+    verb = CANCEL_VERBS[account.route]
+    account.fake.faults.inject(
+        faults.Fault(status=503, body=b"busy", content_type="text/plain", method=verb), CANCEL_PATHS[account.route]
+    )
+    fired = len(account.fake.faults.fired)
+    message = account.error("cancel", {"id": placed["id"]})
+    assert struck(account, fired) == 1
+    assert message.startswith("OrderNotCancelled:") and "still open" in message, message
+    assert account.data("order", {"id": placed["id"]})["status"] == "pending"
+
+
+def test_cancelling_a_filled_order_says_so(account: Account):
+    placed = account.data("trade", {"symbol": "BTC_USDT", "type": "buy", "price": "40700", "amount": "0.001"})
+    exchange_id = placed["id"].split(",")[1]
+    order = account.fake.engine.get_order(exchange_id)
+    account.fake.engine.fill(exchange_id, order.qty)
+    message = account.error("cancel", {"id": placed["id"]})
+    assert "filled" in message or "closed" in message, message
+
+
+LEVERAGE_PATHS = {"binance": "/fapi/v1/leverage", "okx": "/api/v5/account/set-leverage"}
+CONTRACT_ORDER_PATHS = {"binance": "/fapi/v1/order", "okx": "/api/v5/trade/batch-orders"}
+
+
+class SlowPath:
+    """ASGI wrapper for one test: `path` takes `delay` seconds; arrival and finish times are kept."""
+
+    def __init__(self, app, path: str, delay: float) -> None:
+        self.app, self.path, self.delay = app, path, delay
+        self.arrived: list[tuple[str, float]] = []
+        self.finished: list[tuple[str, float]] = []
+
+    async def __call__(self, scope, receive, send) -> None:
+        import asyncio
+        import time
+
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.arrived.append((scope["path"], time.monotonic()))
+        if scope["path"] == self.path:
+            await asyncio.sleep(self.delay)
+        await self.app(scope, receive, send)
+        self.finished.append((scope["path"], time.monotonic()))
+
+
+def test_orders_wait_for_an_in_flight_leverage_change(account: Account):
+    """io SetMarginLevel without a symbol: two concurrent orders both trade at the new leverage."""
+    injector = account.fake.faults
+    slow = SlowPath(injector.app, LEVERAGE_PATHS[account.route], 0.5)
+    assert account.data("io", {"code": 0, "args": [9]}) is True
+    injector.app = slow
+    try:
+        params = {"symbol": "BTC_USDT.swap", "type": "buy", "price": "30000", "amount": LOT_OF[account.route]}
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            replies = list(pool.map(lambda _: account.call("trade", dict(params)), range(2)))
+    finally:
+        injector.app = slow.app
+    assert all("data" in r for r in replies), replies
+    [leverage_done] = [t for p, t in slow.finished if p == LEVERAGE_PATHS[account.route]]
+    orders_sent = [t for p, t in slow.arrived if p == CONTRACT_ORDER_PATHS[account.route]]
+    assert len(orders_sent) == 2 and all(t >= leverage_done for t in orders_sent)
+    held = account.fake.engine.accounts[account.access_key].leverage
+    assert 9 in held.values()
+
+
+LOT_OF = {"binance": "0.01", "okx": "1"}
