@@ -22,12 +22,14 @@ from typing import Any
 
 import ccxt.async_support as ccxt
 
+from gateway import client_ids
 from gateway.calls import Call
 from gateway.errors import OrderNotCancelled, OrderNotPlaced, OrderStatusUnknown, error_message
 
 log = logging.getLogger("gateway.settle")
 FIRST_LOOKUP_DELAY = 0.2  # seconds before the first look-up, then doubled up to MAX_LOOKUP_DELAY
 MAX_LOOKUP_DELAY = 1.0
+MIN_LOOKUP_TIME = 0.5  # seconds a look-up gets at least, even at the end of the window
 DEADLINE_MARGIN = 0.2  # seconds kept to answer after the last look-up
 CANCELLED_STATUSES = ("canceled", "cancelled", "expired", "rejected")
 
@@ -42,7 +44,10 @@ async def _poll(call: Call, look: Callable[[], Awaitable[Any]], done: Callable[[
     while True:
         answer, failure = None, None
         try:
-            answer = await look()
+            async with asyncio.timeout(max(MIN_LOOKUP_TIME, end - time.monotonic())):
+                answer = await look()
+        except TimeoutError:
+            failure = "RequestTimeout: the look-up got no answer within the settle window"
         except ccxt.BaseError as exc:
             failure = error_message(exc, call.credentials.secrets)
         if failure is None and done(answer):
@@ -64,8 +69,6 @@ async def settle_placement(
             f"{what} and takes no client order id the gateway can look up: check GetOrders for this "
             f"{market['symbol']} order before sending it again"
         )
-
-    from gateway import client_ids
 
     async def look() -> dict | None:
         return await client_ids.find_by_client_id(call.exchange, market, client_id, since_ms)

@@ -29,7 +29,7 @@ from typing import Any
 
 import ccxt.async_support as ccxt
 
-from gateway import convert
+from gateway import client_ids, convert
 from gateway.calls import Call
 from gateway.errors import (
     BadRequest,
@@ -48,6 +48,7 @@ POSITION_MODE_TTL = 300.0
 MIN_SEND_TIME = 1.0  # seconds a send gets at least, whatever is left for settling
 ANSWER_MARGIN = 0.1  # seconds kept to answer before the call's deadline
 LOOKUP_SINCE_MARGIN_MS = 60_000  # an order's exchange time may trail ours (clock skew)
+ORDER_NONCE_LOOKBACK_MS = 660_000  # a re-sent call is at most ORDER_NONCE_TTL (600 s) after the first, plus skew
 
 ORDER_KINDS = {  # FMZ trade type -> (ccxt side, reduce-only)
     "buy": ("buy", False),
@@ -118,8 +119,21 @@ async def trade(call: Call) -> tuple[Any, Any]:
     if isinstance(previous, asyncio.Future):
         return await _within_deadline(call, previous, client_id)
     if isinstance(previous, PlacementFailed):
+        if previous.kind == OrderStatusUnknown.kind and client_id:  # ask again: the exchange may know by now
+            task = asyncio.ensure_future(_settle_again(call, order, client_id))
+            nonces.put(key, task)
+            task.add_done_callback(lambda done: nonces.put(key, _outcome(done)))
+            return await _within_deadline(call, task, client_id)
         raise GatewayError(previous.message, previous.kind)
     return previous
+
+
+async def _settle_again(call: Call, order: OrderRequest, client_id: str) -> tuple[Any, Any]:
+    """A re-sent call whose first placement ended unknown: look the order up again, never send it."""
+    since_ms = int(time.time() * 1000) - ORDER_NONCE_LOOKBACK_MS
+    failure = OrderStatusUnknown("the first placement of this order ended without an outcome")
+    result = await settle_placement(call, order.market, client_id, failure, since_ms)
+    return {"id": f"{order.fmz_symbol},{result['id']}"}, result.get("info")
 
 
 async def _within_deadline(call: Call, placement: asyncio.Future, client_id: str | None) -> tuple[Any, Any]:
@@ -211,8 +225,6 @@ async def prepare(call: Call, order: OrderRequest, client_id: str | None) -> Pre
         if await is_hedged(call, order.market):
             params["hedged"] = True
     if client_id:
-        from gateway import client_ids
-
         params.update(client_ids.create_params(call.exchange, client_id))
     symbol = order.market["symbol"]
     if order.price is not None:
@@ -247,8 +259,6 @@ def client_order_id(call: Call, order: OrderRequest) -> str | None:
     """Our own client order id, where the exchange takes one and can find an order by it."""
     nonce = call.envelope.nonce if call.envelope.nonce is not None else uuid.uuid4().hex
     seed = repr((call.venue.route, call.credentials.cache_key, nonce, order.identity()))
-    from gateway import client_ids
-
     return client_ids.derive_client_id(call.exchange, hashlib.sha256(seed.encode()).digest())
 
 

@@ -303,3 +303,142 @@ def test_orders_wait_for_an_in_flight_leverage_change(account: Account):
 
 
 LOT_OF = {"binance": "0.01", "okx": "1"}
+
+
+# --- not sent, and the call's deadline ---------------------------------------------------------
+
+
+@pytest.fixture
+def lone_binance():
+    """A Binance fake of this test's own, which the test may stop (a connection then is refused)."""
+    from tests.conftest import API_KEY, CANARY_SECRET
+    from tests.fakes import binance
+    from tests.fakes.server import BackgroundServer, FaultInjector
+
+    engine = binance.default_engine()
+    injector = FaultInjector(binance.create_app(engine, {API_KEY: CANARY_SECRET}))
+    server = BackgroundServer(injector).start()
+    yield server, injector
+    if server.thread.is_alive():
+        server.stop()
+
+
+def own_gateway(fake_url: str, **server: object):
+    from gateway.app import create_app
+    from gateway.settings import parse_settings
+    from tests.fakes.server import BackgroundServer
+
+    config = {
+        "server": server,
+        "clients": {"read_retries": 1, "retry_backoff": 0.01, "settle_window": 3},
+        "exchanges": {
+            "lone": {"ccxt": "binance", "api_base": fake_url, "ccxt_config": {"enableRateLimit": False}},
+        },
+    }
+    return BackgroundServer(create_app(parse_settings(config))).start()
+
+
+def lone_trade(url: str, nonce: int, timeout: float = 30) -> tuple[dict, float]:
+    import time
+
+    import httpx
+
+    from tests.conftest import API_KEY, CANARY_SECRET, REPLIES
+
+    body = {
+        "access_key": API_KEY,
+        "secret_key": CANARY_SECRET,
+        "nonce": nonce,
+        "method": "trade",
+        "params": {"symbol": "BTC_USDT", "type": "buy", "price": "40000", "amount": "0.001"},
+    }
+    started = time.monotonic()
+    response = httpx.post(f"{url}/lone", json=body, timeout=timeout)
+    REPLIES.append(response.text)
+    return response.json(), time.monotonic() - started
+
+
+def test_an_order_that_could_not_connect_is_answered_as_not_sent_at_once(lone_binance):
+    server, _ = lone_binance
+    gateway = own_gateway(server.url)
+    try:
+        import httpx
+
+        assert (
+            "data"
+            in httpx.post(f"{gateway.url}/lone", json={"method": "ticker", "params": {"symbol": "BTC_USDT"}}).json()
+        )
+        server.stop()  # the exchange is gone: connections are refused
+        reply, _ = lone_trade(gateway.url, 1730275031047500000)
+    finally:
+        gateway.stop()
+    assert reply["error"].startswith("ExchangeNotAvailable: the order was not sent"), reply
+
+
+class SlowAnswers:
+    """ASGI wrapper for one test: requests are handled at once, their answers held back `delay` seconds."""
+
+    def __init__(self, app, delay: float, path: str = "/", method: str | None = None) -> None:
+        self.app, self.delay, self.path, self.method = app, delay, path, method
+
+    async def __call__(self, scope, receive, send) -> None:
+        import asyncio
+
+        slow = (
+            scope["type"] == "http" and scope["path"].startswith(self.path) and self.method in (None, scope["method"])
+        )
+        if not slow or not self.delay:
+            await self.app(scope, receive, send)
+            return
+        held: list = []
+
+        async def hold(message: dict) -> None:
+            held.append(message)
+
+        await self.app(scope, receive, hold)
+        release = asyncio.get_running_loop().time() + self.delay
+        while self.delay and asyncio.get_running_loop().time() < release:  # delay = 0 lets held answers go
+            await asyncio.sleep(0.05)
+        for message in held:
+            await send(message)
+
+
+def test_a_slow_order_answer_leaves_time_to_settle_within_the_deadline(lone_binance):
+    """The order is taken at once but its answer would come after the deadline: the send is cut
+    short in time to look the order up, and the strategy gets its real id within the deadline."""
+    server, injector = lone_binance
+    gateway = own_gateway(server.url, request_timeout=5)
+    try:
+        lone_trade(gateway.url, 1730275031047600000)  # warm: markets, connections
+        injector.app = SlowAnswers(injector.app, 6.0, "/api/v3/order", "POST")
+        reply, elapsed = lone_trade(gateway.url, 1730275031047600001)
+    finally:
+        gateway.stop()
+    assert "data" in reply, reply
+    exchange_id = reply["data"]["id"].split(",")[1]
+    engine = injector.app.app.state.fake.engine
+    assert engine.get_order(exchange_id).status == "open"
+    assert elapsed < 5
+
+
+def test_a_trade_is_answered_within_the_deadline_even_while_it_settles(lone_binance):
+    """Nothing the exchange says arrives within the deadline: the strategy hears OrderStatusUnknown
+    with the client id in time; the same call re-sent later gets the settled outcome, never a 2nd order."""
+    import time
+
+    server, injector = lone_binance
+    gateway = own_gateway(server.url, request_timeout=2)
+    try:
+        lone_trade(gateway.url, 1730275031047700000)  # warm: markets, connections
+        slow = injector.app = SlowAnswers(injector.app, 10)
+        reply, elapsed = lone_trade(gateway.url, 1730275031047700001)
+        assert reply["error"].startswith("OrderStatusUnknown:") and "client id fmz" in reply["error"], reply
+        assert elapsed < 2.5
+        slow.delay = 0
+        time.sleep(0.5)  # the first placement's look-ups end with the window
+        again, _ = lone_trade(gateway.url, 1730275031047700001)  # the same call, re-sent: looked up again
+    finally:
+        gateway.stop()
+    assert "data" in again, again
+    engine = slow.app.state.fake.engine
+    assert sorted(o.status for o in engine.orders.values()) == ["open", "open"]  # warm-up + this one, no duplicate
