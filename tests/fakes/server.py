@@ -52,6 +52,7 @@ class Fault:
     handle_after: float | None = None  # seconds: answer now, let the exchange handle the request later
     headers: tuple[tuple[str, str], ...] = ()  # extra headers of the canned answer
     name: str = ""  # for logs and reports
+    api_key: str | None = None  # only requests signed with this key (X-MBX-APIKEY or OK-ACCESS-KEY header)
 
     def __post_init__(self) -> None:
         if self.truncate is not None and self.truncate not in TRUNCATE_MODES:
@@ -86,11 +87,23 @@ class FaultInjector:
         for _ in range(times):
             self.faults.append((path_prefix, fault))
 
-    def take(self, method: str, path: str) -> Fault | None:
+    def withdraw(self, fault: Fault) -> bool:
+        """Take a queued fault (every copy) back; False when none was left to take."""
+        taken = False
+        for item in list(self.faults):
+            if item[1] is fault:
+                try:
+                    self.faults.remove(item)
+                    taken = True
+                except ValueError:  # struck meanwhile
+                    pass
+        return taken
+
+    def take(self, method: str, path: str, api_key: str | None = None) -> Fault | None:
         """The first queued fault matching this request, removed from the queue."""
         for item in list(self.faults):
             prefix, fault = item
-            if path.startswith(prefix) and fault.method in (None, method):
+            if path.startswith(prefix) and fault.method in (None, method) and fault.api_key in (None, api_key):
                 try:
                     self.faults.remove(item)
                 except ValueError:  # taken meanwhile by another request
@@ -111,7 +124,7 @@ class FaultInjector:
             self.requests.append((scope["method"], scope["path"]))
         if self.latency_ms:
             await asyncio.sleep(self.latency_ms / 1000)
-        fault = self.take(scope["method"], scope["path"]) if self.faults else None
+        fault = self.take(scope["method"], scope["path"], _api_key(scope)) if self.faults else None
         if fault is None:
             await self.app(scope, receive, send)
             return
@@ -168,6 +181,16 @@ class FaultInjector:
             await self.app(dict(scope), replay, _discard)
         except Exception:  # a bug in the fake: say so, as uvicorn would
             logging.getLogger(__name__).exception("late handling of %s %s failed", scope["method"], scope["path"])
+
+
+_KEY_HEADERS = (b"x-mbx-apikey", b"ok-access-key")
+
+
+def _api_key(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name.lower() in _KEY_HEADERS:
+            return value.decode("latin-1")
+    return None
 
 
 class _Captured:
@@ -227,8 +250,11 @@ class BackgroundServer:
     """uvicorn on an ephemeral loopback port, in its own thread and event loop."""
 
     def __init__(self, app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and
+        # without it an answer's body (sent after its headers) waits ~40 ms for a delayed ACK
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.bind((host, port))
         self.host, self.port = self.sock.getsockname()[:2]
         config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="auto", loop="asyncio")

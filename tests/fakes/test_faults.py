@@ -507,3 +507,24 @@ def test_injector_records_what_struck(fakes):
     fake.faults.inject(fault, "/api/v5/public/time")
     _raw_get(fake.url, "/api/v5/public/time")
     assert fake.faults.fired[before:] == [("GET", "/api/v5/public/time", fault)]
+
+
+async def test_a_fault_for_one_api_key_spares_the_others(trader_for):
+    """`api_key` aims a fault at one account's requests (how the chaos bench targets one trade)."""
+    mine, other = trader_for("binance"), trader_for("binance")
+    fault = faults.binance_status_unknown(method="POST")
+    fault.api_key = mine.key
+    mine.fake.faults.inject(fault, "/api/v3/order")
+    await other.place(client_id())  # not struck
+    assert mine.fake.faults.faults
+    with pytest.raises(ccxt.RequestTimeout):
+        await mine.place(client_id())
+    assert len(mine.orders()) == len(other.orders()) == 1
+
+
+def test_withdraw_takes_back_a_fault_that_never_struck(fakes):
+    injector = fakes["okx"].faults
+    fault = faults.answer_lost()
+    injector.inject(fault, "/nowhere", times=2)
+    assert injector.withdraw(fault) is True and not injector.faults
+    assert injector.withdraw(fault) is False
