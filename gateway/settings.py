@@ -19,6 +19,11 @@ from typing import Any
 import yaml
 
 DEFAULT_CONFIG_PATH = Path("config/gateway.yaml")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+PUBLIC_CACHE_METHODS = ("ticker", "depth", "trades", "records", "tickers", "fundings")
+STREAM_KINDS = ("ticker", "depth", "trades", "records")
+STREAM_MODES = ("off", "on", "auto")
 ROUTE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
 
@@ -34,6 +39,8 @@ class ServerSettings:
     log_level: str = "info"
     allowed_clients: tuple[str, ...] = ()  # networks (CIDR) that may call; empty = anyone; loopback always may
     request_timeout: float = 10.0  # seconds: every FMZ call is answered within it, retries and look-ups included
+    log_format: str = "text"  # text | json
+    skip_bad_routes: bool = False  # true: serve the good routes when one is refused at startup
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,8 @@ class Venue:
     markets_file: str | None = None
     options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     ccxt_config: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    public_cache: dict[str, float] | None = field(default=None, hash=False, compare=False)  # None: the global one
+    streams: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     @cached_property
     def market_scope(self) -> tuple:
@@ -88,6 +97,11 @@ class Settings:
     allow_any_ccxt_exchange: bool = True
     exchanges: dict[str, Venue] = field(default_factory=dict)
     credentials: dict[str, CredentialAlias] = field(default_factory=dict)
+    public_cache: dict[str, float] = field(default_factory=dict)  # FMZ public method -> seconds; {} = off
+
+    def public_cache_for(self, venue: Venue) -> dict[str, float]:
+        """The route's own public_cache where it has one, else the global one."""
+        return self.public_cache if venue.public_cache is None else venue.public_cache
 
 
 CCXT_CREDENTIAL_FIELDS = (
@@ -118,8 +132,12 @@ def load_settings(path: str | Path | None = None) -> Settings:
 
 def parse_settings(raw: Any) -> Settings:
     top = _mapping(raw, "config")
-    _only(top, "", {"server", "allow_any_ccxt_exchange", "clients", "exchanges", "credentials"})
+    _only(top, "", {"server", "allow_any_ccxt_exchange", "clients", "exchanges", "credentials", "public_cache"})
     server = _section(top.get("server"), "server", ServerSettings)
+    if server.log_level not in LOG_LEVELS:
+        raise SettingsError(f"server.log_level: expected one of {', '.join(LOG_LEVELS)}, got {server.log_level!r}")
+    if server.log_format not in LOG_FORMATS:
+        raise SettingsError(f"server.log_format: expected one of {', '.join(LOG_FORMATS)}, got {server.log_format!r}")
     if not 0 <= server.port <= 65535:
         raise SettingsError(f"server.port: must be 0..65535, got {server.port}")
     for network in server.allowed_clients:
@@ -141,7 +159,35 @@ def parse_settings(raw: Any) -> Settings:
     credentials = {}
     for name, body in _mapping(top.get("credentials") or {}, "credentials").items():
         credentials[str(name)] = _credential(str(name), body)
-    return Settings(server, clients, allow_any, exchanges, credentials)
+    public_cache = _public_cache(top.get("public_cache"), "public_cache") or {}
+    return Settings(server, clients, allow_any, exchanges, credentials, public_cache)
+
+
+def _public_cache(raw: Any, where: str) -> dict[str, float] | None:
+    """{FMZ public method: seconds}; None when the key is absent (a route then takes the global one)."""
+    if raw is None:
+        return None
+    values = _mapping(raw, where)
+    _only(values, where, set(PUBLIC_CACHE_METHODS))
+    out = {}
+    for method, seconds in values.items():
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= 60:
+            raise SettingsError(f"{where}.{method}: expected seconds between 0 and 60, got {seconds!r}")
+        out[method] = float(seconds)
+    return out
+
+
+def _streams(raw: Any, where: str) -> dict[str, Any]:
+    values = _mapping(raw or {}, where)
+    _only(values, where, {*STREAM_KINDS, "max_age_ms"})
+    for kind in STREAM_KINDS:
+        if kind in values and values[kind] not in STREAM_MODES:
+            raise SettingsError(f"{where}.{kind}: expected one of {', '.join(STREAM_MODES)}, got {values[kind]!r}")
+    if "max_age_ms" in values:
+        age = values["max_age_ms"]
+        if isinstance(age, bool) or not isinstance(age, int) or age <= 0:
+            raise SettingsError(f"{where}.max_age_ms: expected a positive integer, got {age!r}")
+    return dict(values)
 
 
 def _venue(route: str, body: Any) -> Venue:
@@ -150,7 +196,11 @@ def _venue(route: str, body: Any) -> Venue:
     if not ROUTE_NAME.match(name):
         raise SettingsError(f"{where}: route names are letters, digits, '-', '_' or '.'")
     spec = _mapping(body or {}, where)
-    _only(spec, where, {"ccxt", "sandbox", "api_base", "markets_file", "options", "ccxt_config"})
+    _only(
+        spec,
+        where,
+        {"ccxt", "sandbox", "api_base", "markets_file", "options", "ccxt_config", "public_cache", "streams"},
+    )
     ccxt_id = _typed(spec.get("ccxt", name), str, f"{where}.ccxt").lower()
     api_base = _optional_str(spec.get("api_base"), f"{where}.api_base")
     if api_base is not None and not re.match(r"^https?://[^/\s]+$", api_base.rstrip("/")):
@@ -163,6 +213,8 @@ def _venue(route: str, body: Any) -> Venue:
         markets_file=_optional_str(spec.get("markets_file"), f"{where}.markets_file"),
         options=dict(_mapping(_or_empty(spec.get("options")), f"{where}.options")),
         ccxt_config=dict(_mapping(_or_empty(spec.get("ccxt_config")), f"{where}.ccxt_config")),
+        public_cache=_public_cache(spec.get("public_cache"), f"{where}.public_cache"),
+        streams=_streams(spec.get("streams"), f"{where}.streams"),
     )
 
 

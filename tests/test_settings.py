@@ -83,3 +83,33 @@ def test_allowed_clients_are_validated():
         parse_settings({"server": {"allowed_clients": ["nope"]}})
     with pytest.raises(SettingsError, match="expected a list of strings"):
         parse_settings({"server": {"allowed_clients": "10.0.0.0/8"}})
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"server": {"log_level": "verbose"}}, r"server\.log_level: expected one of debug, info"),
+        ({"server": {"log_format": "xml"}}, r"server\.log_format: expected one of text, json"),
+        ({"server": {"request_timeout": 0}}, r"server\.request_timeout: must be positive"),
+        ({"clients": {"settle_window": -1}}, r"clients\.settle_window: must be positive"),
+        ({"public_cache": {"accounts": 1}}, r"public_cache\.accounts: unknown key"),
+        ({"public_cache": {"ticker": 600}}, r"public_cache\.ticker: expected seconds between 0 and 60"),
+        ({"exchanges": {"x": {"ccxt": "okx", "streams": {"ticker": "yes"}}}}, r"exchanges\.x\.streams\.ticker"),
+        ({"exchanges": {"x": {"ccxt": "okx", "streams": {"max_age_ms": 0}}}}, r"streams\.max_age_ms"),
+    ],
+)
+def test_operational_keys_are_validated(raw, message):
+    with pytest.raises(SettingsError, match=message):
+        parse_settings(raw)
+
+
+def test_a_route_public_cache_overrides_the_global_one():
+    settings = parse_settings(
+        {
+            "public_cache": {"ticker": 0.1, "depth": 0.2},
+            "exchanges": {"own": {"ccxt": "okx", "public_cache": {"ticker": 0.5}}, "plain": {"ccxt": "okx"}},
+        }
+    )
+    assert settings.public_cache_for(settings.exchanges["own"]) == {"ticker": 0.5}
+    assert settings.public_cache_for(settings.exchanges["plain"]) == {"ticker": 0.1, "depth": 0.2}
+    assert parse_settings({}).public_cache == {}  # off by default
