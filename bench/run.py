@@ -50,6 +50,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--new-keys", type=int, help="brand-new keys timed (default 200, quick 50; 0: skip)")
     parser.add_argument("--out", default="bench-results.json", help="JSON results file")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
+    parser.add_argument(
+        "--chaos", action="store_true", help="run the chaos bench instead: scripts/bench --chaos --help"
+    )
     args = parser.parse_args(argv)
     args.duration = args.duration or (1.0 if args.quick else 4.0)
     args.warmup = args.warmup if args.warmup is not None else (0.3 if args.quick else 0.5)
@@ -253,6 +256,11 @@ def run_loop(coro: Any) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--chaos" in argv:  # faults on the fake exchanges, reconciled with what the strategy was told
+        from bench import chaos
+
+        return chaos.main([arg for arg in argv if arg != "--chaos"])
     args = parse_args(argv)
     started = time.time()
     try:
