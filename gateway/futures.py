@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -9,12 +10,15 @@ from gateway import convert
 from gateway.calls import Call
 from gateway.errors import BadRequest
 from gateway.protocol import int_param
-from gateway.symbols import RELATIVE_CONTRACTS, FmzSymbol, SymbolRange
+from gateway.symbols import RELATIVE_CONTRACTS, FmzSymbol, SymbolRange, parse_symbol
 
 DEFAULT_FUNDING_INTERVAL_MS = 8 * 3600_000
 INTERVAL_RETRY_AFTER = 60.0
 MAX_LEVERAGE = 1000
 DIRECTIONS = ("buy", "sell", "closebuy", "closesell")
+# Exchanges whose linear (USDⓈ-M) and inverse (COIN-M) contracts live in separate accounts, which
+# ccxt picks by `subType` (linear unless told): a listing without a symbol covers one of them only.
+SPLIT_CONTRACT_ACCOUNTS = frozenset({"binance"})
 
 
 async def positions(call: Call) -> tuple[Any, Any]:
@@ -23,10 +27,11 @@ async def positions(call: Call) -> tuple[Any, Any]:
     if isinstance(selector, SymbolRange):
         result = await call.read_range(selector, lambda params: call.exchange.fetch_positions(None, params))
     elif selector is None:
-        result = await call.read(None, lambda: call.exchange.fetch_positions())
+        result = await _all_positions(call)
     else:
-        symbol = _contract_market(call, selector)["symbol"]
-        result = await call.read(None, lambda: call.exchange.fetch_positions([symbol]))
+        market = _contract_market(call, selector)
+        symbol, params = market["symbol"], account_params(call, market)
+        result = await call.read(None, lambda: call.exchange.fetch_positions([symbol], params))
         result = [p for p in result if p.get("symbol") == symbol]
     open_positions = [p for p in result if convert.num(p.get("contracts"))]
     data = []
@@ -39,6 +44,53 @@ async def positions(call: Call) -> tuple[Any, Any]:
             leverage = await _known_leverage(call, position.get("symbol")) or convert.implied_leverage(position)
         data.append(convert.to_fmz_position(position, fmz_symbol, contract_type, leverage))
     return data, [p.get("info") for p in open_positions]
+
+
+async def _all_positions(call: Call) -> list[dict]:
+    """Every position; where linear and inverse contracts are separate accounts, both of them,
+    unless SetContractType named one contract (then its account only)."""
+    if call.exchange_id not in SPLIT_CONTRACT_ACCOUNTS:
+        return await call.read(None, lambda: call.exchange.fetch_positions())
+    pinned = pinned_market(call)
+    if pinned is not None:
+        sub_types = ["inverse" if pinned.get("inverse") else "linear"]
+    else:
+        listed = {"inverse" if m.get("inverse") else "linear" for m in call.index.markets.values() if m.get("contract")}
+        sub_types = [kind for kind in ("linear", "inverse") if kind in listed]
+    if not sub_types:
+        return []
+    listings = await asyncio.gather(
+        *(
+            call.read(None, lambda kind=kind: call.exchange.fetch_positions(None, {"subType": kind}))
+            for kind in sub_types
+        )
+    )
+    return [position for listing in listings for position in listing]
+
+
+def account_params(call: Call, market: dict) -> dict:
+    """ccxt params that make a private call reach the account holding `market`'s contracts."""
+    if call.exchange_id in SPLIT_CONTRACT_ACCOUNTS and market.get("contract") and market.get("inverse"):
+        return {"subType": "inverse"}
+    return {}
+
+
+def pinned_market(call: Call) -> dict | None:
+    """The one contract SetContractType named by its code (BTCUSD_PERP, BTC-USD-SWAP), if it did."""
+    contract = call.state.contract_type if call.state is not None else None
+    if not contract or contract in (*RELATIVE_CONTRACTS, "swap", "spot"):
+        return None
+    memo_key = ("market_by_code", contract.upper())
+    if memo_key not in call.index.memo:
+        code = contract.upper()
+        found = [
+            m
+            for m in call.index.markets.values()
+            if m.get("contract") and code in (str(m.get("id")).upper(), str(m.get("symbol")).upper())
+        ]
+        call.index.memo[memo_key] = found[0] if len(found) == 1 else None
+    market = call.index.memo[memo_key]
+    return market if isinstance(market, dict) else None
 
 
 async def _known_leverage(call: Call, symbol: str | None) -> float | None:
@@ -186,6 +238,12 @@ async def io(call: Call) -> tuple[Any, Any]:
         if not contract or len(contract) > 64 or any(c in contract for c in " ,/"):
             raise BadRequest("io SetContractType: expected swap, this_week, ..., quarter or an exchange code")
         lowered = contract.lower()
+        if "." in contract:  # a whole FMZ symbol (BTC_USD.swap): remember that contract by its code
+            symbol = parse_symbol(contract)
+            if not isinstance(symbol, FmzSymbol) or symbol.contract is None:
+                raise BadRequest(f"io SetContractType: {contract[:64]!r} names no contract")
+            state.contract_type = _contract_market(call, symbol)["symbol"]
+            return True, None
         state.contract_type = lowered if lowered in (*RELATIVE_CONTRACTS, "swap", "spot") else contract
         return True, None
     if code == 3:

@@ -152,6 +152,11 @@ def _default_market_kind(call: Call) -> str:
     contract = call.default_contract
     if contract is None:
         return "spot"
+    from gateway.futures import pinned_market
+
+    pinned = pinned_market(call)
+    if pinned is not None:
+        return pinned.get("type") or "swap"
     return "swap" if contract == "swap" else "future"
 
 
@@ -217,10 +222,27 @@ async def _balances(call: Call, fmz_function: str) -> tuple[Any, Any]:
 
 
 def _balance_params(call: Call) -> dict:
+    """Which account GetAccount reads: spot, or the derivatives account of the contract in use
+    (SetContractType's, or `params.symbol`'s when the docker sends one); on exchanges with
+    separate USDⓈ-M and COIN-M accounts, an inverse contract selects the COIN-M one."""
+    from gateway.futures import account_params, pinned_market
+
+    market = pinned_market(call) or _symbol_market(call)
+    if market is not None and market.get("contract"):
+        return {"type": market.get("type") or "swap", **account_params(call, market)}
     contract = call.default_contract
-    if contract is None:
+    if contract is None or (market is not None and market.get("spot")):
         return {}
     return {"type": "swap" if contract == "swap" else "future"}
+
+
+def _symbol_market(call: Call) -> dict | None:
+    """The market `params.symbol` names, if the call carries one that resolves (else None)."""
+    try:
+        selector = call.symbol_param(required=False)
+        return call.market_of(selector)[0] if isinstance(selector, FmzSymbol) else None
+    except BadRequest:  # GetAccount takes no symbol in FMZ's protocol: an odd one changes nothing
+        return None
 
 
 async def orders(call: Call) -> tuple[Any, Any]:

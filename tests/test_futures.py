@@ -375,3 +375,58 @@ def test_contract_ticker_volume_is_in_contracts(account: Account):
     else:
         assert vol == float(raw["volume"])
     assert vol > 0
+
+
+@pytest.fixture
+def coin_m_binance(fake_okx):
+    """A binance fake that also lists the COIN-M perpetual BTCUSD_PERP, and a gateway on it."""
+    import httpx
+
+    from gateway.app import create_app
+    from gateway.settings import parse_settings
+    from tests.conftest import API_KEY, CANARY_SECRET, Fake, GatewayClient, gateway_config
+    from tests.fakes import binance
+    from tests.fakes.server import BackgroundServer, FaultInjector
+
+    engine = binance.default_engine(coin_m=True)
+    faults = FaultInjector(binance.create_app(engine, {API_KEY: CANARY_SECRET}))
+    fake = Fake("binance", engine, faults, BackgroundServer(faults).start())
+    gateway = BackgroundServer(create_app(parse_settings(gateway_config(fake, fake_okx)))).start()
+    with httpx.Client(timeout=30) as http:
+        yield Account("binance", fake, GatewayClient(gateway.url, http), API_KEY, CANARY_SECRET)
+    gateway.stop()
+    fake.server.stop()
+
+
+def test_coin_m_account_and_positions_on_binance(coin_m_binance: Account):
+    from decimal import Decimal
+
+    account = coin_m_binance
+    market_order(account, "BTC_USDT.swap", "buy", "0.1")  # USDⓈ-M, through the gateway
+    account.fake.engine.place(account.access_key, "BTC/USD:BTC", "sell", "market", Decimal(5))  # COIN-M
+    inverse_margin = 5 * 100 / 59999.9 / 20
+
+    # no SetContractType: both accounts' positions
+    assert sorted((p["symbol"], p["type"], p["amount"]) for p in positions(account)) == [
+        ("BTC_USD.swap", "short", 5),
+        ("BTC_USDT.swap", "long", 0.1),
+    ]
+    [short] = positions(account, "BTC_USD.swap")  # one inverse contract: the COIN-M account
+    assert short["type"] == "short" and short["amount"] == 5 and short["margin_level"] == 20
+
+    assert account.data("io", {"code": 2, "args": ["swap"]}) is True
+    usdm = {row["currency"] for row in account.data("accounts")}
+    assert "USDT" in usdm
+
+    for contract in ("BTCUSD_PERP", "BTC_USD.swap"):  # the exchange's code, or a whole FMZ symbol
+        assert account.data("io", {"code": 2, "args": [contract]}) is True
+        reply = account.call("accounts")
+        [btc] = reply["data"]  # the COIN-M account holds coins only
+        assert btc["currency"] == "BTC" and btc["frozen"] == pytest.approx(inverse_margin, rel=1e-3)
+        assert reply["raw"]["positions"][0]["symbol"] == "BTCUSD_PERP"
+        assert [p["symbol"] for p in positions(account)] == ["BTC_USD.swap"]  # narrowed to that account
+        assert account.data("io", {"code": 3, "args": []})[0]["symbol"] == "BTC_USD.swap"
+        ticker = account.call("ticker", {"symbol": "BTC_USD"})
+        assert ticker["data"]["symbol"] == "BTC_USD.swap" and ticker["data"]["buy"] == 59999.9
+        # vol in contracts (binance's `volume`), not ccxt's baseVolume (BTC)
+        assert ticker["data"]["vol"] == float(ticker["raw"]["volume"]) != float(ticker["raw"]["baseVolume"])

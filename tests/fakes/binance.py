@@ -1,7 +1,8 @@
 """A fake Binance that unmodified ccxt (`ccxt.async_support.binance`) talks to as to the real one.
 
-It serves Binance's REST dialect — spot /api/v3, USDⓈ-M futures /fapi/v1-v3, an empty COIN-M
-/dapi exchangeInfo and the few /sapi calls ccxt makes while loading markets with keys — on the
+It serves Binance's REST dialect — spot /api/v3, USDⓈ-M futures /fapi/v1-v3, the COIN-M account
+side of /dapi (exchangeInfo, positions, account; `default_engine(coin_m=True)` lists BTCUSD_PERP)
+and the few /sapi calls ccxt makes while loading markets with keys — on the
 shared engine, which keeps all balances, orders and positions. Accounts are keyed by API key.
 Signed endpoints check the X-MBX-APIKEY header and the HMAC-SHA256 `signature` as Binance does;
 errors come back as Binance's {"code": -2010, "msg": "..."} with its HTTP status, and any path
@@ -35,13 +36,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import binance_futures, binance_futures_account, binance_spot
+from . import binance_coinm, binance_futures, binance_futures_account, binance_spot
 from .binance_common import BinanceError, Call, Endpoint, FakeBinance, authenticate, parse_params
 from .engine import Engine, Instrument
 
 __all__ = ["FakeBinance", "create_app", "default_engine", "quarterly_expiries"]
 
-ROUTES: list[Endpoint] = [*binance_spot.ROUTES, *binance_futures.ROUTES, *binance_futures_account.ROUTES]
+ROUTES: list[Endpoint] = [
+    *binance_spot.ROUTES,
+    *binance_futures.ROUTES,
+    *binance_futures_account.ROUTES,
+    *binance_coinm.ROUTES,
+]
 
 
 def quarterly_expiries(now: datetime | None = None, count: int = 2) -> list[datetime]:
@@ -59,9 +65,10 @@ def quarterly_expiries(now: datetime | None = None, count: int = 2) -> list[date
     return expiries
 
 
-def default_engine() -> Engine:
+def default_engine(coin_m: bool = False) -> Engine:
     """A fresh engine with Binance's instruments: four spot pairs, two USDⓈ-M perpetuals and the
-    current and next quarter BTCUSDT delivery contracts (expiries computed from now)."""
+    current and next quarter BTCUSDT delivery contracts (expiries computed from now); with
+    `coin_m`, also the COIN-M perpetual BTCUSD_PERP (100 USD a contract, margined in BTC)."""
     d = Decimal
     spot = [
         Instrument(
@@ -111,7 +118,22 @@ def default_engine() -> Engine:
         )
         for n, expiry in enumerate(quarterly_expiries())
     ]
-    return Engine([*spot, *swaps, *futures])
+    coin_margined = [
+        Instrument(
+            "BTC/USD:BTC",
+            "BTC",
+            "USD",
+            kind="swap",
+            price=d("60000"),
+            tick=d("0.1"),
+            step=d("1"),
+            min_qty=d("1"),
+            contract_size=d("100"),
+            inverse=True,
+            funding_rate=d("0.0001"),
+        )
+    ]
+    return Engine([*spot, *swaps, *futures, *(coin_margined if coin_m else [])])
 
 
 def _json(status: int, body: Any) -> Response:

@@ -217,10 +217,13 @@ class Endpoint:
 
 
 def symbol_id(inst: Instrument) -> str:
-    """BTCUSDT for spot and perpetuals, BTCUSDT_250926 for quarterly delivery contracts."""
+    """BTCUSDT for spot and perpetuals, BTCUSDT_250926 for quarterly delivery contracts;
+    COIN-M perpetuals are BTCUSD_PERP."""
     base_id = inst.base + inst.quote
     if inst.kind == "future" and inst.expiry_ms:
         return base_id + "_" + datetime.fromtimestamp(inst.expiry_ms / 1000, UTC).strftime("%y%m%d")
+    if inst.kind == "swap" and inst.inverse:
+        return base_id + "_PERP"
     return base_id
 
 
@@ -253,6 +256,9 @@ class FakeBinance:
 
     def usdm_instruments(self) -> dict[str, Instrument]:
         return {symbol_id(i): i for i in self.engine.instruments.values() if i.is_contract and not i.inverse}
+
+    def coinm_instruments(self) -> dict[str, Instrument]:
+        return {symbol_id(i): i for i in self.engine.instruments.values() if i.is_contract and i.inverse}
 
     def spot_symbol(self, call: Call, name: str = "symbol") -> Instrument:
         return self._lookup(self.spot_instruments(), call.need(name))

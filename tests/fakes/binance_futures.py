@@ -1,5 +1,5 @@
-"""USDⓈ-M futures routes of the fake Binance: /fapi market data and orders, and the COIN-M
-exchangeInfo (/dapi). Positions, leverage and the futures account are in binance_futures_account.py.
+"""USDⓈ-M futures routes of the fake Binance: /fapi market data and orders. Positions, leverage
+and the futures account are in binance_futures_account.py; the COIN-M side (/dapi) in binance_coinm.py.
 
 In one-way mode an order acts on the BOTH position (reduceOnly allowed); in hedge mode it names its
 positionSide, LONG or SHORT, and closes with the opposite side instead of reduceOnly.
@@ -152,11 +152,6 @@ def symbol_info(fake: FakeBinance, inst: Instrument) -> dict:
         "timeInForce": ["GTC", "IOC", "FOK", "GTX", "GTD"],
         "permissionSets": ["GRID", "COPY"],
     }
-
-
-def coinm_exchange_info(fake: FakeBinance, call: Call) -> dict:
-    """COIN-M: ccxt's load_markets asks for it by default; this fake lists no inverse contracts."""
-    return {"timezone": "UTC", "serverTime": now_ms(), "rateLimits": RATE_LIMITS, "exchangeFilters": [], "symbols": []}
 
 
 def depth(fake: FakeBinance, call: Call) -> dict:
@@ -543,5 +538,4 @@ ROUTES = [
     Endpoint("GET", "/fapi/v1/userTrades", user_trades, SIGNED),
     Endpoint("GET", "/dapi/v1/ping", ping),
     Endpoint("GET", "/dapi/v1/time", server_time),
-    Endpoint("GET", "/dapi/v1/exchangeInfo", coinm_exchange_info),
 ]

@@ -144,7 +144,10 @@ class PositionView:
         self.entry = pos.entry if pos else ZERO
         self.mark = inst.price
         self.upnl = inst.pnl(pos.side, pos.qty, pos.entry, self.mark) if pos else ZERO
-        self.notional = self.amount * inst.contract_size * self.mark
+        if inst.inverse:  # COIN-M: contracts of `contract_size` USD; the notional is in the coin
+            self.notional = self.amount * inst.contract_size / self.mark if self.mark else ZERO
+        else:
+            self.notional = self.amount * inst.contract_size * self.mark
         self.leverage = fake.engine.leverage_of(acc, inst)
         self.isolated = fake.margin_types.get((acc.key, inst.key)) == "ISOLATED"
         self.margin = pos.margin if pos else ZERO
@@ -256,10 +259,12 @@ def position_risk_v3(fake: FakeBinance, call: Call) -> list:
     return [v.v3() for v in position_views(fake, call, only_active=True)]
 
 
-def _asset_rows(fake: FakeBinance, acc: Account, views: list[PositionView]) -> list[dict]:
+def _asset_rows(
+    fake: FakeBinance, acc: Account, views: list[PositionView], assets: tuple[str, ...] = MARGIN_ASSETS
+) -> list[dict]:
     rows = []
     now = now_ms()
-    for asset in MARGIN_ASSETS:
+    for asset in assets:
         if asset not in acc.balances:
             continue
         free, used = acc.balance(asset)
