@@ -6,11 +6,14 @@ import asyncio
 import time
 from typing import Any
 
+import ccxt.async_support as ccxt
+
 from gateway import convert
 from gateway.calls import Call
 from gateway.errors import BadRequest
 from gateway.protocol import int_param
 from gateway.symbols import RELATIVE_CONTRACTS, FmzSymbol, SymbolRange, parse_symbol
+from gateway.trading import leverage_lock
 
 DEFAULT_FUNDING_INTERVAL_MS = 8 * 3600_000
 INTERVAL_RETRY_AFTER = 60.0
@@ -123,10 +126,32 @@ async def set_margin_level(call: Call) -> tuple[Any, Any]:
     if isinstance(symbol, SymbolRange):
         raise BadRequest("SetMarginLevel needs one contract, not a range")
     market = _contract_market(call, symbol)
-    result = await call.exchange.set_leverage(level, market["symbol"])
-    if call.state is not None:  # an explicit level wins over a pending io SetMarginLevel
-        call.state.leverage_settled.add(market["symbol"])
+    async with leverage_lock(call, market["symbol"]):  # the key's orders for this contract wait for it
+        try:
+            result = await call.exchange.set_leverage(level, market["symbol"])
+        except ccxt.BaseError as exc:
+            if not await _already_at(call, market["symbol"], level, exc):
+                raise
+            result = None
+        if call.state is not None:  # an explicit level wins over a pending io SetMarginLevel
+            call.state.leverage_settled.add(market["symbol"])
     return True, result if isinstance(result, dict | list) else None
+
+
+async def _already_at(call: Call, symbol: str, level: int, failure: Exception) -> bool:
+    """A refused change to the level already set is done, as FMZ answers it (Bybit 110043
+    "leverage not modified" arrives as BadRequest): ccxt's NoChange, or the exchange's own current
+    leverage read back where it can tell."""
+    if isinstance(failure, ccxt.NoChange):
+        return True
+    if isinstance(failure, ccxt.NetworkError) or not call.has("fetchLeverage"):
+        return False
+    try:
+        current = await call.read(None, lambda: call.exchange.fetch_leverage(symbol))
+    except ccxt.BaseError:
+        return False
+    levels = {convert.num(current.get(side)) for side in ("longLeverage", "shortLeverage")} - {0}
+    return levels == {level}
 
 
 async def fundings(call: Call) -> tuple[Any, Any]:

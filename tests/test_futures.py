@@ -54,7 +54,12 @@ def test_close_without_a_position_is_refused(account: Account):
     message = account.error(
         "trade", {"symbol": "BTC_USDT.swap", "type": "closebuy", "price": "-1", "amount": LOT[account.route]}
     )
-    assert "Error" in message.split(":")[0]
+    # Refused, and said so. Against the loopback fakes ccxt applies only its global error table,
+    # so -2022 / 51169 arrive as a plain ExchangeError: an unknown outcome, looked up, not placed.
+    # (On the real hosts ccxt maps them to InvalidOrder: refused at once.)
+    kind = message.split(":")[0]
+    assert kind == "OrderNotPlaced" or "Error" in kind, message
+    assert "-2022" in message or "51169" in message or "position" in message.lower(), message
 
 
 def test_set_margin_level_then_position_reports_it(account: Account):
@@ -430,3 +435,22 @@ def test_coin_m_account_and_positions_on_binance(coin_m_binance: Account):
         assert ticker["data"]["symbol"] == "BTC_USD.swap" and ticker["data"]["buy"] == 59999.9
         # vol in contracts (binance's `volume`), not ccxt's baseVolume (BTC)
         assert ticker["data"]["vol"] == float(ticker["raw"]["volume"]) != float(ticker["raw"]["baseVolume"])
+
+
+NOT_MODIFIED = {
+    "binance": ("/fapi/v1/leverage", b'{"code":-1000,"msg":"leverage not modified"}'),
+    "okx": ("/api/v5/account/set-leverage", b'{"code":"59000","msg":"leverage not modified","data":[]}'),
+}
+
+
+def test_setting_the_leverage_already_set_answers_true(account: Account):
+    """An exchange that refuses a change to the level already set (Bybit 110043) is answered as
+    done, as FMZ answers it; the same refusal for another level stays an error."""
+    from tests.fakes.server import Fault
+
+    path, body = NOT_MODIFIED[account.route]
+    assert account.data("setmarginlevel", {"symbol": "BTC_USDT.swap", "marginLevel": 5}) is True
+    account.fake.faults.inject(Fault(status=400, body=body, method="POST"), path)
+    assert account.data("setmarginlevel", {"symbol": "BTC_USDT.swap", "marginLevel": 5}) is True
+    account.fake.faults.inject(Fault(status=400, body=body, method="POST"), path)
+    assert "not modified" in account.error("setmarginlevel", {"symbol": "BTC_USDT.swap", "marginLevel": 6})
