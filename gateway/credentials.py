@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass
+from functools import cached_property
 
 from gateway.errors import GatewayError
 from gateway.settings import CCXT_CREDENTIAL_FIELDS, CredentialAlias
@@ -26,10 +27,13 @@ class Credentials:
     cache_key: str  # sha256 over all fields: the per-key client cache key
     secrets: tuple[str, ...]  # values that must never leave the process
 
-    @property
-    def fingerprint(self) -> str:
-        """Short, non-reversible name for logs."""
-        return self.cache_key[:10]
+    @cached_property
+    def key_id(self) -> str:
+        """The API key's own short fingerprint, for logs and /status: a hash of the public access key
+        (apiKey; else the wallet address, login or uid an exchange uses instead), never of a secret.
+        Find a key's id with `printf %s "$API_KEY" | sha256sum | cut -c1-10`."""
+        public = next((self.fields[f] for f in PUBLIC_KEY_FIELDS if self.fields.get(f)), None)
+        return hashlib.sha256(public.encode()).hexdigest()[:10] if public else "-"
 
     @property
     def empty(self) -> bool:
@@ -38,6 +42,7 @@ class Credentials:
 
 NO_CREDENTIALS = Credentials({}, "", ())
 SECRET_FIELDS = ("secret", "password", "privateKey", "twofa")
+PUBLIC_KEY_FIELDS = ("apiKey", "walletAddress", "login", "uid")  # what names a key; none of them is secret
 
 
 def parse_credentials(access_key: str, secret_key: str, aliases: dict[str, CredentialAlias], route: str) -> Credentials:

@@ -33,7 +33,17 @@ def test_json_object_form():
 def test_cache_key_differs_per_secret_and_never_contains_it():
     a = parse_credentials("k", "secret-a", {}, "x")
     b = parse_credentials("k", "secret-b", {}, "x")
-    assert a.cache_key != b.cache_key and "secret" not in a.cache_key and len(a.fingerprint) == 10
+    assert a.cache_key != b.cache_key and "secret" not in a.cache_key
+
+
+def test_key_id_names_the_api_key_not_its_secret():
+    import hashlib
+
+    a = parse_credentials("k", "secret-a", {}, "x")
+    b = parse_credentials("k", "secret-b", {}, "x")
+    assert a.key_id == b.key_id == hashlib.sha256(b"k").hexdigest()[:10]
+    assert parse_credentials("other", "secret-a", {}, "x").key_id != a.key_id
+    assert parse_credentials("", "", {}, "x").key_id == "-"
 
 
 def test_empty_keys_mean_no_credentials():
