@@ -2,8 +2,10 @@
 
 It decides nothing about exchanges: `POST /<route>` goes straight to `Gateway.handle`
 (dispatch.py) without Starlette's routing and request objects, since that path is the one
-every docker call takes; `/`, `/healthz`, other verbs and other paths are Starlette routes.
-Every FMZ call is answered with HTTP 200 and JSON, `{"data", "raw"}` or `{"error"}`.
+every docker call takes; `/`, `/healthz`, `/metrics`, `/status`, other verbs and other paths
+are Starlette routes. Every FMZ call is answered with HTTP 200 and JSON, `{"data", "raw"}` or
+`{"error"}`; every other answer is JSON too, except the Prometheus text of `/metrics` and the
+operator's HTML page `/status`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -30,10 +32,14 @@ from gateway import __version__
 from gateway.dispatch import Gateway
 from gateway.errors import BadRequest, error_message
 from gateway.methods import METHODS
+from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.protocol import error_body
 from gateway.settings import Settings
+from gateway.status import render_html, route_problems
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
+log = logging.getLogger("gateway")
+REFUSAL_LOG_INTERVAL = 60.0  # seconds between two log lines about the same refused client
 
 
 class GatewayApp:
@@ -45,10 +51,12 @@ class GatewayApp:
         self.state = fallback.state
         self.max_body = gateway.settings.server.max_body_bytes
         self.client_filter = ClientFilter(gateway.settings.server.allowed_clients)
+        self._refusals_logged: dict[str, float] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not self.client_filter.allows(scope.get("client")):
             host = (scope.get("client") or ("unknown",))[0]
+            self._log_refusal(str(host), scope)
             await send_json(send, error_body(f"Forbidden: client {host} is not in server.allowed_clients"), 403)
             return
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -72,6 +80,24 @@ class GatewayApp:
             await send_json(send, error_body(error_message(exc)))
             return
         await send_json(send, await self.gateway.handle(route, body, http_method))
+
+    def _log_refusal(self, host: str, scope: Scope) -> None:
+        """A refused client, logged at most once a minute per address (a flood must not flood the log)."""
+        now = time.monotonic()
+        last = self._refusals_logged.get(host)
+        if last is not None and now - last < REFUSAL_LOG_INTERVAL:
+            return
+        if len(self._refusals_logged) >= 10_000:
+            self._refusals_logged.clear()
+        self._refusals_logged[host] = now
+        path = str(scope.get("path", ""))[:100]
+        log.warning(
+            "refused client %s (%s %s): not in server.allowed_clients (its refusals are logged once per %.0f s)",
+            host[:64],
+            scope.get("method", "?"),
+            json.dumps(path),
+            REFUSAL_LOG_INTERVAL,
+        )
 
 
 class ClientFilter:
@@ -167,9 +193,25 @@ def create_app(settings: Settings) -> GatewayApp:
 
     async def health(request: Request) -> Response:
         stats = gateway.pool.stats()
-        return json_response(
-            {"status": "ok", "version": __version__, "uptime": int(time.time() - gateway.started), **stats}
-        )
+        problems = route_problems(gateway)
+        body = {
+            "status": "ok" if not problems else "unavailable",
+            "version": __version__,
+            "uptime": int(time.time() - gateway.started),
+            **stats,
+        }
+        if problems:
+            body["problems"] = problems  # route -> why it cannot serve
+        return json_response(body, status=503 if problems else 200)
+
+    async def metrics(request: Request) -> Response:
+        return Response(gateway.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+    async def status(request: Request) -> Response:
+        data = gateway.status_snapshot()
+        if request.query_params.get("format") == "json":
+            return json_response(data)
+        return HTMLResponse(render_html(data), headers={"cache-control": "no-store"})
 
     async def index(request: Request) -> Response:
         return json_response(
@@ -202,6 +244,8 @@ def create_app(settings: Settings) -> GatewayApp:
     routes = [
         Route("/", index, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/status", status, methods=["GET"]),
         Route("/{route}", wrong_verb, methods=verbs),
         Route("/{path:path}", not_found, methods=verbs),
     ]

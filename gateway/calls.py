@@ -19,6 +19,7 @@ from typing import Any
 
 import ccxt.async_support as ccxt
 
+from gateway import metrics
 from gateway.credentials import Credentials
 from gateway.errors import RETRYABLE_READ_ERRORS, BadRequest, not_supported
 from gateway.protocol import Envelope, str_param
@@ -47,6 +48,7 @@ class SingleFlight:
     async def run(self, key: tuple, factory: Callable[[], Awaitable[Any]]) -> Any:
         running = self._running.get(key)
         if running is not None:
+            metrics.coalesced(key[0], str(key[1]) if len(key) > 1 else "-")
             try:
                 return await asyncio.shield(running)
             except _LeaderCancelled:  # the caller that ran it went away: run it ourselves
@@ -178,13 +180,15 @@ class Call:
                         f"{self.exchange_id} asks to wait {wait:g} s, past this call's deadline: {exc}"
                     ) from None
                 log.info(
-                    "%s %s: retrying a read after %s in %.2f s (attempt %d)",
+                    "%s %s key=%s: retrying a read after %s in %.2f s (attempt %d)",
                     self.venue.route,
                     self.envelope.method[:64],
+                    self.credentials.key_id,
                     type(exc).__name__,
                     wait,
                     attempt + 1,
                 )
+                metrics.retry(self.venue.route, self.envelope.method)
                 await asyncio.sleep(wait)
         raise AssertionError("unreachable")
 

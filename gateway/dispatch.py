@@ -1,23 +1,28 @@
 """One FMZ call through the pipeline: envelope -> venue -> credentials -> client -> handler -> reply.
 
 `Gateway` holds what outlives a call (venues, the client pool, io state, the single-flight
-table, recent order nonces) and turns any failure into `{"error": "<Kind>: <message>"}` with the
-caller's secrets scrubbed.
+table, recent order nonces, metrics and the status board) and turns any failure into
+`{"error": "<Kind>: <message>"}` with the caller's secrets scrubbed. Each call is counted,
+timed and logged once, after its reply is built (gateway/logs.py describes the line).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
+import os
 import time
 import traceback
+from typing import Any
 
 import ccxt
 from cachetools import LRUCache
 
 from gateway.calls import Call, SingleFlight
 from gateway.clients import ClientPool
-from gateway.credentials import Credentials, parse_credentials
+from gateway.credentials import NO_CREDENTIALS, Credentials, parse_credentials
 from gateway.errors import (
     BadRequest,
     DeadlineExceeded,
@@ -27,13 +32,20 @@ from gateway.errors import (
     scrub,
     scrub_values,
 )
+from gateway.logs import emit
 from gateway.methods import METHODS, lookup
+from gateway.metrics import CALL, CallScope, Metrics
 from gateway.protocol import Envelope, error_body, parse_envelope, success_body
 from gateway.settings import Settings
 from gateway.state import OrderNonces, StateStore
+from gateway.status import StatusBoard, gauges
 from gateway.venues import VenueRegistry
 
 log = logging.getLogger("gateway")
+access_log = logging.getLogger("gateway.access")
+audit_log = logging.getLogger("gateway.audit")
+AUDITED = frozenset({"trade", "cancel", "setmarginlevel", "marginlevel", "leverage"})  # they change something
+AUDIT_PARAMS = ("type", "amount", "price", "id")
 
 
 class Gateway:
@@ -48,23 +60,33 @@ class Gateway:
         self.order_nonces = OrderNonces()
         self._parsed_credentials: LRUCache = LRUCache(maxsize=4096)
         self.started = time.time()
+        self.board = StatusBoard(max_keys=2 * settings.clients.max_clients)
+        self.metrics = Metrics(self.board, lambda: gauges(self))
+        self._request_ids = itertools.count(1)
+        self._request_prefix = os.urandom(3).hex()
 
     async def handle(self, route: str, body: bytes, http_method_header: str | None) -> dict:
         """One FMZ call -> its reply body, with the caller's secrets scrubbed from every string in it."""
+        started = time.perf_counter()
         deadline = time.monotonic() + self.settings.server.request_timeout
+        scope = CallScope(self.metrics)
+        token = CALL.set(scope)
         secrets: tuple[str, ...] = ()
         envelope: Envelope | None = None
-        fingerprint = "-"
+        credentials = NO_CREDENTIALS
+        venue_route = None
+        data: Any = None
+        failure: tuple[Exception, str] | None = None
         try:
             envelope = parse_envelope(body, http_method_header)
             secrets = (envelope.secret_key, *envelope.secret_key.split(","))  # before it is even parsed
             venue = self.venues.get(route)
+            venue_route = venue.route
             method = lookup(envelope.method)
             if method is None:
                 raise BadRequest(f"unknown method {envelope.method[:64]!r} (known: {', '.join(sorted(METHODS))})")
             credentials = self._credentials(envelope, venue.route)
             secrets = credentials.secrets  # parsed once per key (memoised): the secret, passphrase, token
-            fingerprint = credentials.fingerprint or "-"
             if method.private and credentials.empty:
                 raise MissingCredentials(f"{method.fmz_name} needs access_key and secret_key")
             if envelope.method == "io":
@@ -86,11 +108,18 @@ class Gateway:
                     raise  # a TimeoutError of the call's own, not the deadline
                 limit = self.settings.server.request_timeout
                 raise DeadlineExceeded(f"{method.fmz_name} got no answer within {limit:g} s") from None
-            return scrub_values(success_body(data, raw), secrets)
+            reply = scrub_values(success_body(data, raw), secrets)
         except Exception as exc:
             message = error_message(exc, secrets)
-            self._log_failure(route, envelope, fingerprint, exc, message, secrets)
-            return error_body(message)
+            failure = (exc, message)
+            reply = error_body(message)
+        finally:
+            CALL.reset(token)
+        try:
+            self._observe(started, scope, route, venue_route, envelope, credentials, data, failure, secrets)
+        except Exception as exc:  # counting and logging must never change an answer
+            log.error("observing a call failed: %s", type(exc).__name__)
+        return reply
 
     def _credentials(self, envelope: Envelope, route: str) -> Credentials:
         """Parsed credentials, memoised: the same docker sends the same keys on every call."""
@@ -115,17 +144,86 @@ class Gateway:
             deadline,
         )
 
-    @staticmethod
-    def _log_failure(
-        route: str, envelope: Envelope | None, key: str, exc: Exception, message: str, secrets: tuple
+    def _observe(
+        self,
+        started: float,
+        scope: CallScope,
+        route: str,
+        venue_route: str | None,
+        envelope: Envelope | None,
+        credentials: Credentials,
+        data: Any,
+        failure: tuple[Exception, str] | None,
+        secrets: tuple[str, ...],
     ) -> None:
-        """One line per failed call; the key appears only as a fingerprint of its credentials."""
-        method = scrub(envelope.method[:80], secrets) if envelope else "?"
-        if isinstance(exc, GatewayError | ccxt.BaseError):
-            log.info("%s %s key=%s failed: %s", route[:64], method, key, message)
+        """Count, time and log one answered call: a few counters and at most one log line."""
+        seconds = time.perf_counter() - started
+        method = _method_label(envelope)
+        if venue_route is None and failure is not None:  # failed before the route was resolved
+            with contextlib.suppress(Exception):
+                venue_route = self.venues.get(route).route
+        route_label = venue_route or "-"  # an unknown route is one label, not one per bad URL
+        outcome = "ok" if failure is None else failure[1].partition(":")[0][:64]  # the error kind
+        self.metrics.record_call(route_label, method, outcome, seconds)
+        key_id = credentials.key_id
+        error = None if failure is None else failure[1]
+        self.board.record_call(
+            route_label, method, failure is None, seconds * 1000, key_id, credentials.cache_key, error
+        )
+        audited = method in AUDITED or (method == "__api_" and envelope is not None and envelope.http_method != "GET")
+        crashed = failure is not None and not isinstance(failure[0], GatewayError | ccxt.BaseError)
+        if failure is None:
+            level = logging.INFO if audited else logging.DEBUG
+        else:
+            level = logging.ERROR if crashed else logging.WARNING
+        logger = audit_log if audited else access_log
+        if not logger.isEnabledFor(level):
             return
-        trace = scrub("".join(traceback.format_exception(exc)), secrets)
-        log.error("%s %s key=%s crashed: %s\n%s", route[:64], method, key, message, trace)
+        params = envelope.params if envelope is not None else {}
+        fields: dict[str, Any] = {
+            "rid": f"{self._request_prefix}-{next(self._request_ids)}",
+            "route": venue_route or scrub(route[:64], secrets),
+            "method": scrub(envelope.method[:80], secrets) if envelope is not None else "-",
+            "symbol": _param(params.get("symbol"), secrets),
+            "key": key_id,
+            "nonce": envelope.nonce if envelope is not None else None,
+        }
+        if audited:
+            for name in AUDIT_PARAMS:
+                if name in params:
+                    fields[name] = _param(params[name], secrets)
+            if failure is None and method == "trade" and isinstance(data, dict):
+                fields["order_id"] = _param(data.get("id"), secrets)
+        fields["outcome"] = outcome
+        fields["ms"] = round(seconds * 1000, 2)
+        fields["upstream_ms"] = round(scope.upstream_s * 1000, 2)
+        fields["upstream_requests"] = scope.upstream_n
+        if failure is not None:
+            fields["error"] = failure[1]
+        if crashed:
+            fields["traceback"] = scrub("".join(traceback.format_exception(failure[0])), secrets)
+        emit(logger, level, "audit" if audited else "call", fields)
+
+    def status_snapshot(self) -> dict:
+        from gateway.status import snapshot
+
+        return snapshot(self)
+
+
+def _method_label(envelope: Envelope | None) -> str:
+    """A bounded label: a known method name, `__api_` for raw calls, `unknown` or `-`."""
+    if envelope is None:
+        return "-"
+    method = envelope.method
+    if method in METHODS:
+        return method
+    return "__api_" if method.startswith("__api_") else "unknown"
+
+
+def _param(value: Any, secrets: tuple[str, ...]) -> str | None:
+    if value is None:
+        return None
+    return scrub(str(value)[:64], secrets)
 
 
 def _loop_time(monotonic_deadline: float) -> float:
