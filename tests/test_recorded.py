@@ -33,6 +33,7 @@ PRIVATE_KEY = "0x" + "11" * 32
 # The Secret Key each exchange needs, in the forms the README lists, and the ccxt fields it stands for.
 SECRET_KEYS: dict[str, str] = {
     "bitvavo": CANARY_SECRET,
+    "gate": CANARY_SECRET,
 }
 
 
@@ -106,7 +107,8 @@ def params_for(fmz: str, case: Case, markets: dict) -> dict:
     if fmz == "setmarginlevel":
         return {"symbol": fmz_symbol(markets, case.input[1]), "marginLevel": str(case.input[0])}
     if fmz == "fundings":
-        return {"symbol": fmz_symbol(markets, case.input[0])}
+        symbol = case.input[0][0] if isinstance(case.input[0], list) else case.input[0]
+        return {"symbol": fmz_symbol(markets, symbol)}
     raise AssertionError(f"no params for {fmz}")
 
 
@@ -219,13 +221,15 @@ def check(fmz: str, data: Any, case: Case, markets: dict) -> None:
             if position.get("leverage"):
                 assert item["margin_level"] == pytest.approx(position["leverage"])
     elif fmz == "fundings":
-        rates = parsed if isinstance(parsed, list) else [parsed]
+        rates = list(parsed.values()) if "symbol" not in parsed else [parsed]
         assert len(data) == len(rates)
         for item, rate in zip(data, rates, strict=True):
             assert item["symbol"] == fmz_symbol(markets, rate["symbol"])
             assert item["rate"] == pytest.approx(rate["fundingRate"])
             next_time = rate.get("fundingTimestamp") or rate.get("nextFundingTimestamp")
             assert item["time"] == (next_time or 0)
+            if rate.get("interval"):
+                assert item["interval"] == period_minutes(rate["interval"]) * 60_000
     else:
         raise AssertionError(f"no check for {fmz}")
 
@@ -254,6 +258,13 @@ PROOFS = [
     Proof("bitvavo", "historyorders", "fetchOrders"),
     Proof("bitvavo", "accounts", "fetchBalance"),
     Proof("bitvavo", "assets", "fetchBalance"),
+    Proof("gate", "ticker", "fetchTicker"),
+    Proof("gate", "trades", "fetchTrades"),
+    Proof("gate", "records", "fetchOHLCV"),
+    Proof("gate", "orders", "fetchOpenOrders"),
+    Proof("gate", "historyorders", "fetchClosedOrders"),
+    Proof("gate", "positions", "fetchPositions"),
+    Proof("gate", "fundings", "fetchFundingRates", params={"symbol": "USD.swap"}),
 ]
 EXCHANGES = sorted({proof.exchange for proof in PROOFS})
 
