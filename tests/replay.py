@@ -143,7 +143,17 @@ class Recording:
         return [case for items in self.cases.values() for case in items]
 
     def markets(self) -> dict:
-        return json.loads(self.markets_path.read_text(encoding="utf-8"))
+        """The vendored markets, completed with ccxt's unified market defaults (older recordings
+        lack keys that ccxt 4.5 reads, such as `contract` on spot markets)."""
+        vendored = json.loads(self.markets_path.read_text(encoding="utf-8"))
+        shape = ccxt_async.Exchange().safe_market_structure
+        return {symbol: shape(market) for symbol, market in vendored.items()}
+
+    def write_markets(self, folder: Path) -> Path:
+        """The completed markets as a `markets_file` for the gateway's route."""
+        path = folder / f"{self.exchange_id}-markets.json"
+        path.write_text(json.dumps(self.markets()), encoding="utf-8")
+        return path
 
 
 def ccxt_client(exchange_id: str, options: dict, credentials: dict[str, str]) -> Any:

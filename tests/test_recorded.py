@@ -34,6 +34,8 @@ PRIVATE_KEY = "0x" + "11" * 32
 SECRET_KEYS: dict[str, str] = {
     "bitvavo": CANARY_SECRET,
     "gate": CANARY_SECRET,
+    "lbank": CANARY_SECRET,
+    "upbit": CANARY_SECRET,
 }
 
 
@@ -265,6 +267,9 @@ PROOFS = [
     Proof("gate", "historyorders", "fetchClosedOrders"),
     Proof("gate", "positions", "fetchPositions"),
     Proof("gate", "fundings", "fetchFundingRates", params={"symbol": "USD.swap"}),
+    Proof("lbank", "trades", "fetchTrades"),
+    Proof("upbit", "trades", "fetchTrades"),
+    Proof("upbit", "records", "fetchOHLCV"),
 ]
 EXCHANGES = sorted({proof.exchange for proof in PROOFS})
 
@@ -278,7 +283,8 @@ class Recorded:
 
 
 @pytest.fixture(scope="module")
-def recorded() -> Iterator[Recorded]:
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
+    folder = tmp_path_factory.mktemp("recorded-markets")
     recordings = {exchange_id: Recording.load(exchange_id) for exchange_id in EXCHANGES}
     learn_all(list(recordings.values()), {exchange_id: ccxt_credentials(exchange_id) for exchange_id in recordings})
     replays = {exchange_id: Replay(recording) for exchange_id, recording in recordings.items()}
@@ -287,7 +293,7 @@ def recorded() -> Iterator[Recorded]:
         exchange_id: {
             "ccxt": exchange_id,
             "api_base": servers[exchange_id].url,
-            "markets_file": str(recording.markets_path),
+            "markets_file": str(recording.write_markets(folder)),
             "options": recording.options,
             "ccxt_config": {"enableRateLimit": False, "timeout": 5000},
         }
