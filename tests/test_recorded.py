@@ -36,6 +36,7 @@ SECRET_KEYS: dict[str, str] = {
     "gate": CANARY_SECRET,
     "lbank": CANARY_SECRET,
     "upbit": CANARY_SECRET,
+    "woo": CANARY_SECRET,
 }
 
 
@@ -270,6 +271,15 @@ PROOFS = [
     Proof("lbank", "trades", "fetchTrades"),
     Proof("upbit", "trades", "fetchTrades"),
     Proof("upbit", "records", "fetchOHLCV"),
+    Proof("woo", "tickers", "fetchTickers"),
+    Proof("woo", "trades", "fetchTrades"),
+    Proof("woo", "records", "fetchOHLCV"),
+    Proof("woo", "positions", "fetchPositions"),
+    Proof("woo", "orders", "fetchOpenOrders"),
+    Proof("woo", "order", "fetchOrder"),
+    Proof("woo", "historyorders", "fetchClosedOrders"),
+    Proof("woo", "cancel", "cancelOrder"),
+    Proof("woo", "fundings", "fetchFundingRates"),
 ]
 EXCHANGES = sorted({proof.exchange for proof in PROOFS})
 
