@@ -37,6 +37,7 @@ SECRET_KEYS: dict[str, str] = {
     "lbank": CANARY_SECRET,
     "upbit": CANARY_SECRET,
     "woo": CANARY_SECRET,
+    "whitebit": CANARY_SECRET,
 }
 
 
@@ -248,6 +249,8 @@ class Proof:
     index: int = 0
     params: dict = field(default_factory=dict)  # FMZ params beyond those the case's input gives
     xfail: str | None = None  # a gateway bug found on this recorded answer (to be fixed)
+    # The right FMZ answer, where ccxt's parsed structure itself lacks it (fields checked per item).
+    expected: list | None = None
 
     @property
     def id(self) -> str:
@@ -280,6 +283,17 @@ PROOFS = [
     Proof("woo", "historyorders", "fetchClosedOrders"),
     Proof("woo", "cancel", "cancelOrder"),
     Proof("woo", "fundings", "fetchFundingRates"),
+    Proof("whitebit", "ticker", "fetchTicker"),
+    Proof("whitebit", "trades", "fetchTrades"),
+    Proof("whitebit", "records", "fetchOHLCV"),
+    Proof(
+        "whitebit",
+        "positions",
+        "fetchPositions",
+        expected=[{"symbol": "BTC_USDT.swap", "amount": 0.001, "price": 82498.7, "profit": 0, "type": "long"}],
+        xfail="whitebit: ccxt parses the open position (amount 0.001 BTC in the answer) with contracts None; "
+        "the gateway drops positions without contracts and answers [] for an open position",
+    ),
 ]
 EXCHANGES = sorted({proof.exchange for proof in PROOFS})
 
@@ -345,7 +359,13 @@ def test_recorded(recorded: Recorded, proof: Proof) -> None:
     reply = recorded.gateway.call(proof.exchange, proof.fmz, params, access_key=API_KEY)
     assert "error" not in reply, f"{reply['error']} (unmatched requests: {replay.unmatched})"
     assert case.name in replay.served_cases(), f"served {replay.served_cases()}, unmatched {replay.unmatched}"
-    check(proof.fmz, reply["data"], case, markets)
+    if proof.expected is not None:
+        data = reply["data"]
+        assert len(data) == len(proof.expected), data
+        for item, wanted in zip(data, proof.expected, strict=True):
+            assert {k: item.get(k) for k in wanted} == wanted
+    else:
+        check(proof.fmz, reply["data"], case, markets)
 
 
 # ccxt fields the checks read; the installed ccxt must parse them as the recording did.
