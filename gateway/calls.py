@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from typing import Any
 
 import ccxt.async_support as ccxt
 
-from gateway import metrics
+from gateway import metrics, ratelimit
 from gateway.credentials import Credentials
 from gateway.errors import RETRYABLE_READ_ERRORS, BadRequest, not_supported
 from gateway.protocol import Envelope, str_param
@@ -83,6 +82,9 @@ class Call:
     single_flight: SingleFlight | None = None
     order_nonces: OrderNonces | None = None
     deadline: float = math.inf  # time.monotonic() by which the call must be answered
+
+    def __post_init__(self) -> None:
+        ratelimit.DEADLINE.set(self.deadline)  # the rate limiter refuses waits past it
 
     def remaining(self) -> float:
         """Seconds left before the call's deadline."""
@@ -203,24 +205,15 @@ def _parsed(result: Any) -> Any:
 RATE_LIMIT_WAIT = 1.0  # seconds before retrying a read the exchange refused with 429, doubled per attempt
 
 
-_IP_BAN = re.compile(r"(?i)^\S+ 418\b|\bip (?:has been |is )?banned|\bbanned until\b")
-
-
 def retryable(exc: BaseException) -> bool:
-    """An IP ban (HTTP 418, or an exchange message saying the IP is banned) is never retried: every
-    further request lengthens the ban."""
-    return not (isinstance(exc, ccxt.DDoSProtection) and _IP_BAN.search(str(exc)))
+    """Not an IP ban (every further request lengthens it), nor our own budget's refusal (it already
+    knows the wait is past the call's deadline)."""
+    return not (ratelimit.is_ip_ban(exc) or getattr(exc, "gateway_refusal", False))
 
 
 def retry_wait(exc: BaseException, attempt: int, backoff: float, exchange: Any) -> float:
     """Seconds before the next attempt: the exchange's Retry-After when it gave one, at least a
     second (doubling) after a rate-limit answer, else the configured backoff (doubling)."""
-    if isinstance(exc, ccxt.DDoSProtection):  # 429s and their kin (ccxt maps binance -1003 here)
-        headers = getattr(exchange, "last_response_headers", None) or {}
-        retry_after = next((v for k, v in headers.items() if str(k).lower() == "retry-after"), None)
-        try:
-            asked = float(retry_after) if retry_after is not None else 0.0
-        except ValueError:
-            asked = 0.0
-        return max(asked, RATE_LIMIT_WAIT * 2**attempt)
+    if isinstance(exc, ccxt.DDoSProtection | ccxt.RateLimitExceeded):  # ccxt maps binance -1003 to the first
+        return max(ratelimit.retry_after(exchange) or 0.0, RATE_LIMIT_WAIT * 2**attempt)
     return backoff * 2**attempt
