@@ -38,6 +38,7 @@ SECRET_KEYS: dict[str, str] = {
     "upbit": CANARY_SECRET,
     "woo": CANARY_SECRET,
     "whitebit": CANARY_SECRET,
+    "poloniex": CANARY_SECRET,
     "hyperliquid": json.dumps({"walletAddress": WALLET, "privateKey": PRIVATE_KEY}),
 }
 
@@ -315,6 +316,15 @@ PROOFS = [
         0,
         xfail="hyperliquid: GetAssets/GetAccount on spot send no account type, so ccxt reads its default (swap) "
         "account (clearinghouseState) instead of the spot balances (spotClearinghouseState)",
+    ),
+    Proof("poloniex", "depth", "fetchOrderBook"),
+    Proof("poloniex", "tickers", "fetchTickers", params={"symbol": "USDT.swap"}),
+    Proof(
+        "poloniex",
+        "setmarginlevel",
+        "setLeverage",
+        xfail="poloniex: set_leverage is called without a margin mode: ArgumentsRequired: poloniex setLeverage() "
+        'requires a marginMode parameter "cross" or "isolated"',
     ),
 ]
 EXCHANGES = sorted({proof.exchange for proof in PROOFS})
