@@ -2,7 +2,17 @@
 
 - Markets are loaded once per market scope by a keyless client (loading with keys would also
   call private currency endpoints), concurrent loads share one request, and every client of
-  the scope gets them **by reference** (`set_markets_from_exchange`: ~15 us, no copy).
+  the scope gets them **by reference** (~15 us, no copy).
+- Loading markets builds more than `markets`: ccxt classes also fill options (hyperliquid's
+  `cachedCurrenciesById` and `spotCurrencyMapping`, binance's margin pair lists, delta's ids by
+  number, ...). The master is watched while it loads (`LoadWatch`): every attribute it rebinds
+  or changes and every `options` key it adds, changes or drops is the scope's `MarketState`,
+  and each client gets exactly those by reference, so it is in the state of one that loaded the
+  markets itself, for any ccxt class, without a list of exchanges.
+- `markets_file` is either a ccxt markets dict, or a snapshot written by
+  `ClientPool.write_markets_file` (markets, currencies and the market state of the options).
+  Either way ccxt's own path rebuilds what it can (`set_markets`, then the class's
+  `load_markets`, which sends nothing once markets are set), and the snapshot restores the rest.
 - Public methods use one keyless client per venue, so all dockers share its connection pool
   and its rate limiter (exchanges limit public calls per IP, not per key).
 - Private methods use a per-key client from a TTL+LRU cache keyed by (venue, sha256 of the
@@ -15,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import gc
 import json
 import logging
@@ -42,8 +53,116 @@ SHARED_TABLES = ("api", "exceptions", "httpExceptions", "features", "fees", "tim
 SPARES_PER_VENUE = 2
 SPARE_CREDENTIAL_FIELDS = frozenset({"apiKey", "secret", "password", "uid"})
 CONNECTION_LIMIT = 512
+# What ccxt's base class calls the markets a client holds (its `set_markets_from_exchange` list).
+MARKET_ATTRIBUTES = frozenset(
+    {"markets", "markets_by_id", "symbols", "ids", "codes", "currencies", "currencies_by_id"}
+    | {"baseCurrencies", "quoteCurrencies"}
+)
+# The part of them `set_markets(markets, currencies)` always rebuilds (the base and quote lists
+# only when no currencies are given).
+SET_BY_SET_MARKETS = MARKET_ATTRIBUTES - {"baseCurrencies", "quoteCurrencies"}
+# Attributes of the base ccxt client that any request or load changes but that are no market state:
+# transport, rate limiter, the last request's bookkeeping, the loading task itself.
+TRANSPORT_ATTRIBUTES = frozenset(
+    {
+        "options",  # carried key by key
+        "throttler",
+        "markets_loading",
+        "reloading_markets",
+        "lastRestRequestTimestamp",
+        "last_request_body",
+        "last_request_headers",
+        "last_request_url",
+        "last_http_response",
+        "last_json_response",
+        "last_response_headers",
+        "session",
+        "tcp_connector",
+        "ssl_context",
+        "asyncio_loop",
+        "own_session",
+        "closed_by_user",
+        "socks_proxy_sessions",
+        "aiohttp_socks_connector",
+    }
+)
+SNAPSHOT_FORMAT = "fmz-ccxt-gateway markets snapshot"
 RELOAD_RETRY_AFTER = 60.0  # seconds before a failed markets reload is tried again
 FIRST_LOAD_RETRY_AFTER = 5.0  # seconds during which a failed first load answers without retrying
+
+
+@dataclass(frozen=True)
+class MarketState:
+    """What loading markets builds on a ccxt client: attribute names and `options` keys."""
+
+    attributes: frozenset[str] = MARKET_ATTRIBUTES
+    option_keys: frozenset[str] = frozenset()
+
+    def __or__(self, other: MarketState) -> MarketState:
+        return MarketState(self.attributes | other.attributes, self.option_keys | other.option_keys)
+
+    def share(self, master: Any, client: Any) -> None:
+        """Give `client` the master's market state by reference (nothing is copied)."""
+        for name in self.attributes:
+            if hasattr(master, name):
+                setattr(client, name, getattr(master, name))
+        for key in self.option_keys:
+            if key in master.options:
+                client.options[key] = master.options[key]
+            else:  # the load dropped it (a cache of the loading itself)
+                client.options.pop(key, None)
+
+
+class LoadWatch:
+    """A client's state before it loads markets; `changes()` afterwards names what the load built.
+
+    Attributes are compared by value where they can be copied (a load may fill a dict in place),
+    markets by identity (they are always rebuilt, and copying them would cost megabytes)."""
+
+    def __init__(self, exchange: Any) -> None:
+        self.exchange = exchange
+        self.attributes = {
+            name: _before(value, deep=name not in MARKET_ATTRIBUTES)
+            for name, value in vars(exchange).items()
+            if name not in TRANSPORT_ATTRIBUTES
+        }
+        self.options = {key: _before(value) for key, value in exchange.options.items()}
+
+    def changes(self) -> MarketState:
+        after = {name: value for name, value in vars(self.exchange).items() if name not in TRANSPORT_ATTRIBUTES}
+        attributes = {name for name, value in after.items() if _changed(self.attributes.get(name), value)}
+        attributes |= {name for name in self.attributes if name not in after}
+        options = self.exchange.options
+        keys = {key for key, value in options.items() if _changed(self.options.get(key), value)}
+        keys |= {key for key in self.options if key not in options}
+        return MarketState(frozenset(attributes - {n for n in attributes if n.startswith("_gateway")}), frozenset(keys))
+
+
+_UNCOPYABLE = object()
+
+
+def _before(value: Any, deep: bool = True) -> tuple[Any, Any]:
+    """(the value itself, a deep copy to compare with later, or _UNCOPYABLE)."""
+    if not deep:
+        return value, _UNCOPYABLE
+    try:
+        return value, copy.deepcopy(value)
+    except Exception:  # locks, sessions, tasks: compared by identity only
+        return value, _UNCOPYABLE
+
+
+def _changed(before: tuple[Any, Any] | None, value: Any) -> bool:
+    if before is None:
+        return True
+    original, snapshot = before
+    if value is not original:
+        return True
+    if snapshot is _UNCOPYABLE:
+        return False
+    try:
+        return bool(snapshot != value)
+    except Exception:  # values that cannot be compared: assume the load touched them
+        return True
 
 
 @dataclass
@@ -53,6 +172,7 @@ class MarketScope:
     master: Any  # keyless ccxt client that owns the markets
     ttl: float
     index: MarketIndex | None = None
+    state: MarketState = field(default_factory=MarketState)  # what its loads built, handed to every client
     version: int = 0
     loaded_at: float = 0.0
     _loading: asyncio.Task | None = None
@@ -80,11 +200,13 @@ class MarketScope:
     async def _load(self, reload: bool) -> None:
         started = time.monotonic()
         try:
+            watch = LoadWatch(self.master)
             markets_file = getattr(self.master, "_gateway_markets_file", None)
             if markets_file:
-                self.master.set_markets(_read_markets_file(markets_file))
+                await _load_markets_file(self.master, markets_file)
             else:
                 await self.master.load_markets(reload)
+            self.state = self.state | watch.changes()
             self.index = MarketIndex(self.master.markets, self.master.id)
             self.version += 1
             self.loaded_at = time.monotonic()
@@ -107,14 +229,70 @@ def _log_reload_failure(task: asyncio.Task) -> None:
         log.warning("markets reload failed, keeping the previous markets: %s", type(task.exception()).__name__)
 
 
-def _read_markets_file(path: str) -> dict:
+async def _load_markets_file(master: Any, path: str) -> None:
+    """Markets from a file, in the state a load from the exchange leaves; nothing is sent.
+
+    The class's own `load_markets(reload=True)` runs with the file standing in for the
+    exchange's answers (its `fetch_markets` and `fetch_currencies` return the file's), so ccxt
+    rebuilds everything it derives from markets and currencies (`set_markets`, a class's own
+    indexes). A snapshot then restores the options no rebuild can make (what `fetch_markets`
+    kept from the raw answers)."""
     with open(path, encoding="utf-8") as handle:
-        markets = json.load(handle)
-    if isinstance(markets, list):
-        markets = {m["symbol"]: m for m in markets}
-    if not isinstance(markets, dict) or not markets:
+        document = json.load(handle)
+    snapshot = isinstance(document, dict) and document.get("format") == SNAPSHOT_FORMAT
+    markets = document.get("markets") if snapshot else document
+    if isinstance(markets, dict):
+        markets = list(markets.values())
+    if not isinstance(markets, list) or not markets:
         raise ValueError(f"markets_file {path}: expected a non-empty ccxt markets dict")
-    return markets
+    if snapshot and document.get("exchange") != master.id:
+        raise ValueError(f"markets_file {path}: a snapshot of {document.get('exchange')!r}, not of {master.id!r}")
+    currencies = (document.get("currencies") or None) if snapshot else None
+
+    async def file_markets(params: dict | None = None) -> list:
+        return markets
+
+    async def file_currencies(params: dict | None = None) -> dict | None:
+        return currencies
+
+    watch = LoadWatch(master)
+    master.fetch_markets, master.fetch_currencies = file_markets, file_currencies
+    try:
+        await master.load_markets(reload=True)
+    finally:
+        del master.fetch_markets, master.fetch_currencies
+    rebuilt = watch.changes()
+    if snapshot:
+        for key, value in document.get("options", {}).items():
+            if key not in rebuilt.option_keys:
+                master.options[key] = value
+        for name, value in document.get("attributes", {}).items():
+            if name not in rebuilt.attributes:
+                setattr(master, name, value)
+
+
+def markets_snapshot(master: Any, state: MarketState) -> dict:
+    """A markets_file document: the markets, the currencies and the market state of the options.
+
+    Values that do not survive JSON unchanged (say a dict keyed by numbers) are left out; the
+    class's own `load_markets` rebuilds such indexes when the file is read."""
+    options = {key: master.options[key] for key in sorted(state.option_keys) if key in master.options}
+    extra = {name: getattr(master, name) for name in sorted(state.attributes - SET_BY_SET_MARKETS)}
+    return {
+        "format": SNAPSHOT_FORMAT,
+        "exchange": master.id,
+        "markets": master.markets,
+        "currencies": master.currencies,
+        "options": {key: value for key, value in options.items() if _survives_json(value)},
+        "attributes": {name: value for name, value in extra.items() if _survives_json(value)},
+    }
+
+
+def _survives_json(value: Any) -> bool:
+    try:
+        return json.loads(json.dumps(value)) == value
+    except (TypeError, ValueError):
+        return False
 
 
 @dataclass
@@ -128,7 +306,7 @@ class ClientHandle:
 
     def share_markets(self) -> None:
         if self.markets_version != self.scope.version:
-            self.exchange.set_markets_from_exchange(self.scope.master)
+            self.scope.state.share(self.scope.master, self.exchange)
             self.markets_version = self.scope.version
 
 
@@ -196,6 +374,15 @@ class ClientPool:
 
     async def markets(self, venue: Venue) -> MarketIndex:
         return await self.scope_for(venue).ready()
+
+    async def write_markets_file(self, venue: Venue, path: str) -> int:
+        """Load the venue's markets and write them as a markets_file snapshot; returns the market count."""
+        scope = self.scope_for(venue)
+        await scope.ready()
+        document = markets_snapshot(scope.master, scope.state)
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, separators=(",", ":"))
+        return len(document["markets"])
 
     # --- clients ---------------------------------------------------------------------------
     async def public(self, venue: Venue) -> tuple[Any, MarketIndex]:
