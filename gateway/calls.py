@@ -13,12 +13,12 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import ccxt.async_support as ccxt
 
-from gateway import metrics, ratelimit
+from gateway import cache, metrics, ratelimit
 from gateway.credentials import Credentials
 from gateway.errors import RETRYABLE_READ_ERRORS, BadRequest, not_supported
 from gateway.protocol import Envelope, str_param
@@ -82,6 +82,8 @@ class Call:
     single_flight: SingleFlight | None = None
     order_nonces: OrderNonces | None = None
     deadline: float = math.inf  # time.monotonic() by which the call must be answered
+    public_cache: cache.PublicCache | None = None
+    cache_ttls: dict[str, float] = field(default_factory=dict)  # the route's public_cache setting
 
     def __post_init__(self) -> None:
         ratelimit.DEADLINE.set(self.deadline)  # the rate limiter refuses waits past it
@@ -163,10 +165,21 @@ class Call:
         return [item for item in result if selector.matches(self.index.markets.get(item.get("symbol") or "", {}))]
 
     async def read(self, key: tuple | None, factory: Callable[[], Awaitable[Any]]) -> Any:
-        """A ccxt read with bounded retries; `key` set = coalesce identical concurrent reads."""
-        if key is not None and self.single_flight is not None:
-            return await self.single_flight.run((self.venue.route, *key), lambda: self._with_retries(factory))
-        return await self._with_retries(factory)
+        """A ccxt read with bounded retries; `key` set = coalesce identical concurrent reads, and
+        answer from the public micro-cache where the route's `public_cache` gives the read a lifetime."""
+        if key is None or self.single_flight is None:
+            return await self._with_retries(factory)
+        shared_key = (self.venue.route, *key)
+        ttl = cache.lifetime(self.cache_ttls, key) if self.public_cache is not None else 0.0
+        if ttl > 0:
+            cached = self.public_cache.get(shared_key)
+            if cached is not None:
+                metrics.cache_hit(self.venue.route, key[0])
+                return cached
+        result = await self.single_flight.run(shared_key, lambda: self._with_retries(factory))
+        if ttl > 0:
+            self.public_cache.put(shared_key, result, ttl)
+        return result
 
     async def _with_retries(self, factory: Callable[[], Awaitable[Any]]) -> Any:
         settings = self.settings

@@ -20,6 +20,7 @@ from typing import Any
 import ccxt
 from cachetools import LRUCache
 
+from gateway.cache import PublicCache
 from gateway.calls import Call, SingleFlight
 from gateway.clients import ClientPool
 from gateway.credentials import NO_CREDENTIALS, Credentials, parse_credentials
@@ -58,6 +59,7 @@ class Gateway:
         self.states = StateStore()
         self.single_flight = SingleFlight()
         self.order_nonces = OrderNonces()
+        self.public_cache = PublicCache()
         self._parsed_credentials: LRUCache = LRUCache(maxsize=4096)
         self.started = time.time()
         self.board = StatusBoard(max_keys=2 * settings.clients.max_clients)
@@ -142,6 +144,8 @@ class Gateway:
             self.single_flight,
             self.order_nonces,
             deadline,
+            self.public_cache,
+            self.settings.public_cache_for(venue),
         )
 
     def _observe(

@@ -21,7 +21,7 @@ import yaml
 DEFAULT_CONFIG_PATH = Path("config/gateway.yaml")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
-PUBLIC_CACHE_METHODS = ("ticker", "depth", "trades", "records", "tickers", "fundings")
+PUBLIC_CACHE_METHODS = ("ticker", "depth", "trades", "tickers", "fundings")
 STREAM_KINDS = ("ticker", "depth", "trades", "records")
 STREAM_MODES = ("off", "on", "auto")
 ROUTE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
