@@ -39,6 +39,7 @@ SECRET_KEYS: dict[str, str] = {
     "woo": CANARY_SECRET,
     "whitebit": CANARY_SECRET,
     "poloniex": CANARY_SECRET,
+    "phemex": CANARY_SECRET,
     "hyperliquid": json.dumps({"walletAddress": WALLET, "privateKey": PRIVATE_KEY}),
 }
 
@@ -326,6 +327,8 @@ PROOFS = [
         xfail="poloniex: set_leverage is called without a margin mode: ArgumentsRequired: poloniex setLeverage() "
         'requires a marginMode parameter "cross" or "isolated"',
     ),
+    Proof("phemex", "trade", "createOrder"),
+    Proof("phemex", "accounts", "fetchBalance"),
 ]
 EXCHANGES = sorted({proof.exchange for proof in PROOFS})
 
