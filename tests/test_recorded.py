@@ -40,6 +40,7 @@ SECRET_KEYS: dict[str, str] = {
     "whitebit": CANARY_SECRET,
     "poloniex": CANARY_SECRET,
     "phemex": CANARY_SECRET,
+    "bybit": CANARY_SECRET,
     "kucoin": f"{CANARY_SECRET},{CANARY_PASSPHRASE}",
     "hyperliquid": json.dumps({"walletAddress": WALLET, "privateKey": PRIVATE_KEY}),
 }
@@ -99,6 +100,8 @@ def params_for(fmz: str, case: Case, markets: dict) -> dict:
         return {"symbol": fmz_symbol(markets, symbols[0])} if symbols and len(symbols) == 1 else {}
     if fmz in ("accounts", "assets"):
         return {}
+    if fmz == "trade" and case.method == "createMarketBuyOrderWithCost":
+        return {"symbol": fmz_symbol(markets, case.input[0]), "type": "buy", "price": "-1", "amount": str(case.input[1])}
     if fmz == "trade":
         symbol, kind, side, amount, price = (list(case.input) + [None] * 5)[:5]
         return {
@@ -346,6 +349,7 @@ PROOFS = [
     ),
     Proof("kucoin", "order", "fetchOrder"),
     Proof("kucoin", "historyorders", "fetchClosedOrders"),
+    Proof("bybit", "trade", "createMarketBuyOrderWithCost"),
 ]
 EXCHANGES = sorted({proof.exchange for proof in PROOFS})
 
