@@ -101,7 +101,8 @@ def params_for(fmz: str, case: Case, markets: dict) -> dict:
     if fmz in ("accounts", "assets"):
         return {}
     if fmz == "trade" and case.method == "createMarketBuyOrderWithCost":
-        return {"symbol": fmz_symbol(markets, case.input[0]), "type": "buy", "price": "-1", "amount": str(case.input[1])}
+        symbol, cost = case.input[:2]  # a spot market buy: FMZ's amount is the quote currency to spend
+        return {"symbol": fmz_symbol(markets, symbol), "type": "buy", "price": "-1", "amount": str(cost)}
     if fmz == "trade":
         symbol, kind, side, amount, price = (list(case.input) + [None] * 5)[:5]
         return {
