@@ -41,6 +41,7 @@ SECRET_KEYS: dict[str, str] = {
     "poloniex": CANARY_SECRET,
     "phemex": CANARY_SECRET,
     "bybit": CANARY_SECRET,
+    "mexc": CANARY_SECRET,
     "kucoin": f"{CANARY_SECRET},{CANARY_PASSPHRASE}",
     "hyperliquid": json.dumps({"walletAddress": WALLET, "privateKey": PRIVATE_KEY}),
 }
@@ -351,6 +352,10 @@ PROOFS = [
     Proof("kucoin", "order", "fetchOrder"),
     Proof("kucoin", "historyorders", "fetchClosedOrders"),
     Proof("bybit", "trade", "createMarketBuyOrderWithCost"),
+    Proof("mexc", "ticker", "fetchTicker"),
+    Proof("mexc", "depth", "fetchOrderBook"),
+    Proof("mexc", "records", "fetchOHLCV"),
+    Proof("mexc", "historyorders", "fetchOrders"),
 ]
 EXCHANGES = sorted({proof.exchange for proof in PROOFS})
 
