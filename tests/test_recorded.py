@@ -42,6 +42,7 @@ SECRET_KEYS: dict[str, str] = {
     "phemex": CANARY_SECRET,
     "bybit": CANARY_SECRET,
     "mexc": CANARY_SECRET,
+    "kraken": CANARY_SECRET,
     "kucoin": f"{CANARY_SECRET},{CANARY_PASSPHRASE}",
     "hyperliquid": json.dumps({"walletAddress": WALLET, "privateKey": PRIVATE_KEY}),
 }
@@ -356,6 +357,10 @@ PROOFS = [
     Proof("mexc", "depth", "fetchOrderBook"),
     Proof("mexc", "records", "fetchOHLCV"),
     Proof("mexc", "historyorders", "fetchOrders"),
+    Proof("kraken", "trade", "createOrder"),
+    Proof("kraken", "order", "fetchOrder"),
+    Proof("kraken", "orders", "fetchOpenOrders"),
+    Proof("kraken", "trades", "fetchTrades"),
 ]
 EXCHANGES = sorted({proof.exchange for proof in PROOFS})
 
