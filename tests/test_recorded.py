@@ -43,6 +43,7 @@ SECRET_KEYS: dict[str, str] = {
     "bybit": CANARY_SECRET,
     "mexc": CANARY_SECRET,
     "kraken": CANARY_SECRET,
+    "cryptocom": CANARY_SECRET,
     "kucoin": f"{CANARY_SECRET},{CANARY_PASSPHRASE}",
     "hyperliquid": json.dumps({"walletAddress": WALLET, "privateKey": PRIVATE_KEY}),
 }
@@ -361,6 +362,9 @@ PROOFS = [
     Proof("kraken", "order", "fetchOrder"),
     Proof("kraken", "orders", "fetchOpenOrders"),
     Proof("kraken", "trades", "fetchTrades"),
+    Proof("cryptocom", "trades", "fetchTrades"),
+    Proof("cryptocom", "historyorders", "fetchOrders"),
+    Proof("cryptocom", "accounts", "fetchBalance"),
 ]
 EXCHANGES = sorted({proof.exchange for proof in PROOFS})
 
