@@ -44,6 +44,7 @@ SECRET_KEYS: dict[str, str] = {
     "mexc": CANARY_SECRET,
     "kraken": CANARY_SECRET,
     "cryptocom": CANARY_SECRET,
+    "xt": CANARY_SECRET,
     "kucoin": f"{CANARY_SECRET},{CANARY_PASSPHRASE}",
     "hyperliquid": json.dumps({"walletAddress": WALLET, "privateKey": PRIVATE_KEY}),
 }
@@ -365,6 +366,9 @@ PROOFS = [
     Proof("cryptocom", "trades", "fetchTrades"),
     Proof("cryptocom", "historyorders", "fetchOrders"),
     Proof("cryptocom", "accounts", "fetchBalance"),
+    Proof("xt", "trade", "createOrder"),
+    Proof("xt", "orders", "fetchOpenOrders", params={"symbol": "LTC_USDT"}),
+    Proof("xt", "orders", "fetchOpenOrders"),
 ]
 EXCHANGES = sorted({proof.exchange for proof in PROOFS})
 
