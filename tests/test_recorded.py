@@ -45,6 +45,7 @@ SECRET_KEYS: dict[str, str] = {
     "kraken": CANARY_SECRET,
     "cryptocom": CANARY_SECRET,
     "xt": CANARY_SECRET,
+    "digifinex": CANARY_SECRET,
     "kucoin": f"{CANARY_SECRET},{CANARY_PASSPHRASE}",
     "hyperliquid": json.dumps({"walletAddress": WALLET, "privateKey": PRIVATE_KEY}),
 }
@@ -369,6 +370,9 @@ PROOFS = [
     Proof("xt", "trade", "createOrder"),
     Proof("xt", "orders", "fetchOpenOrders", params={"symbol": "LTC_USDT"}),
     Proof("xt", "orders", "fetchOpenOrders"),
+    Proof("digifinex", "ticker", "fetchTicker"),
+    Proof("digifinex", "trades", "fetchTrades"),
+    Proof("digifinex", "records", "fetchOHLCV"),
 ]
 EXCHANGES = sorted({proof.exchange for proof in PROOFS})
 
