@@ -46,6 +46,7 @@ SECRET_KEYS: dict[str, str] = {
     "cryptocom": CANARY_SECRET,
     "xt": CANARY_SECRET,
     "digifinex": CANARY_SECRET,
+    "blofin": f"{CANARY_SECRET},{CANARY_PASSPHRASE}",
     "kucoin": f"{CANARY_SECRET},{CANARY_PASSPHRASE}",
     "hyperliquid": json.dumps({"walletAddress": WALLET, "privateKey": PRIVATE_KEY}),
 }
@@ -153,6 +154,8 @@ def check_order(data: dict, parsed: dict, markets: dict) -> None:
     assert data["status"] == fmz_status(parsed)
     if parsed.get("timestamp"):
         assert data["time"] == parsed["timestamp"]
+    if markets[parsed["symbol"]].get("contract") and parsed.get("reduceOnly") is not None:
+        assert data["offset"] == ("close" if parsed["reduceOnly"] else "open")
 
 
 def check_orders(data: list, parsed: list, markets: dict, *, finished_only: bool = False) -> None:
@@ -373,6 +376,8 @@ PROOFS = [
     Proof("digifinex", "ticker", "fetchTicker"),
     Proof("digifinex", "trades", "fetchTrades"),
     Proof("digifinex", "records", "fetchOHLCV"),
+    Proof("blofin", "orders", "fetchOpenOrders"),
+    Proof("blofin", "historyorders", "fetchClosedOrders"),
 ]
 EXCHANGES = sorted({proof.exchange for proof in PROOFS})
 
