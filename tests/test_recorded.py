@@ -48,6 +48,7 @@ SECRET_KEYS: dict[str, str] = {
     "digifinex": CANARY_SECRET,
     "blofin": f"{CANARY_SECRET},{CANARY_PASSPHRASE}",
     "hashkey": CANARY_SECRET,
+    "bitrue": CANARY_SECRET,
     "kucoin": f"{CANARY_SECRET},{CANARY_PASSPHRASE}",
     "hyperliquid": json.dumps({"walletAddress": WALLET, "privateKey": PRIVATE_KEY}),
 }
@@ -384,6 +385,9 @@ PROOFS = [
     Proof("blofin", "historyorders", "fetchClosedOrders"),
     Proof("hashkey", "depth", "fetchOrderBook"),
     Proof("hashkey", "trades", "fetchTrades"),
+    Proof("bitrue", "ticker", "fetchTicker"),
+    Proof("bitrue", "trades", "fetchTrades"),
+    Proof("bitrue", "records", "fetchOHLCV"),
 ]
 EXCHANGES = sorted({proof.exchange for proof in PROOFS})
 
