@@ -49,6 +49,7 @@ SECRET_KEYS: dict[str, str] = {
     "blofin": f"{CANARY_SECRET},{CANARY_PASSPHRASE}",
     "hashkey": CANARY_SECRET,
     "bitrue": CANARY_SECRET,
+    "bigone": CANARY_SECRET,
     "kucoin": f"{CANARY_SECRET},{CANARY_PASSPHRASE}",
     "hyperliquid": json.dumps({"walletAddress": WALLET, "privateKey": PRIVATE_KEY}),
 }
@@ -388,6 +389,11 @@ PROOFS = [
     Proof("bitrue", "ticker", "fetchTicker"),
     Proof("bitrue", "trades", "fetchTrades"),
     Proof("bitrue", "records", "fetchOHLCV"),
+    Proof("bigone", "ticker", "fetchTicker"),
+    Proof("bigone", "tickers", "fetchTickers"),
+    Proof("bigone", "depth", "fetchOrderBook"),
+    Proof("bigone", "trades", "fetchTrades"),
+    Proof("bigone", "records", "fetchOHLCV"),
 ]
 EXCHANGES = sorted({proof.exchange for proof in PROOFS})
 
