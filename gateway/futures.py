@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from typing import Any
 
 import ccxt.async_support as ccxt
 
 from gateway import convert
 from gateway.calls import Call
-from gateway.errors import BadRequest
+from gateway.errors import BadRequest, not_supported
+from gateway.fallbacks import Ask, Group, answer, group_of, route_groups, scopes, usable_rows
 from gateway.protocol import int_param
 from gateway.symbols import RELATIVE_CONTRACTS, FmzSymbol, SymbolRange, parse_symbol
 from gateway.trading import leverage_lock
@@ -19,23 +21,29 @@ DEFAULT_FUNDING_INTERVAL_MS = 8 * 3600_000
 INTERVAL_RETRY_AFTER = 60.0
 MAX_LEVERAGE = 1000
 DIRECTIONS = ("buy", "sell", "closebuy", "closesell")
-# Exchanges whose linear (USDⓈ-M) and inverse (COIN-M) contracts live in separate accounts, which
-# ccxt picks by `subType` (linear unless told): a listing without a symbol covers one of them only.
-SPLIT_CONTRACT_ACCOUNTS = frozenset({"binance"})
 
 
 async def positions(call: Call) -> tuple[Any, Any]:
-    call.require("fetchPositions", "GetPositions")
+    """GetPositions: one contract, a range, or (no symbol) every contract account of the route,
+    one request per account ccxt tells apart (linear / inverse, swap / future), unless
+    SetContractType named a contract kind or one contract."""
     selector = call.symbol_param(required=False)
-    if isinstance(selector, SymbolRange):
-        result = await call.read_range(selector, lambda params: call.exchange.fetch_positions(None, params))
-    elif selector is None:
-        result = await _all_positions(call)
-    else:
+    if isinstance(selector, FmzSymbol):
         market = _contract_market(call, selector)
-        symbol, params = market["symbol"], account_params(call, market)
-        result = await call.read(None, lambda: call.exchange.fetch_positions([symbol], params))
-        result = [p for p in result if p.get("symbol") == symbol]
+        symbol = market["symbol"]
+        ask = Ask(group_of(market), symbol=symbol, scoped=True)
+        result = [p for p in await answer(call, "GetPositions", ask) if p.get("symbol") == symbol]
+    else:
+        if isinstance(selector, SymbolRange):
+            chosen = call.index.select(selector)
+            groups = [group_of(chosen[0])] if chosen else []
+        else:
+            groups = contract_groups(call)
+        asks = [Ask(group, whole=True, scoped=True) for group, _ in scopes(call.exchange, "fetchPositions", groups)]
+        listings = await asyncio.gather(*(answer(call, "GetPositions", ask) for ask in asks))
+        result = _distinct_positions(p for listing in listings for p in listing)
+        if isinstance(selector, SymbolRange):
+            result = [p for p in result if selector.matches(call.index.markets.get(p.get("symbol") or "", {}))]
     open_positions = [p for p in result if convert.num(p.get("contracts"))]
     data = []
     for position in open_positions:
@@ -49,33 +57,53 @@ async def positions(call: Call) -> tuple[Any, Any]:
     return data, [p.get("info") for p in open_positions]
 
 
-async def _all_positions(call: Call) -> list[dict]:
-    """Every position; where linear and inverse contracts are separate accounts, both of them,
-    unless SetContractType named one contract (then its account only)."""
-    if call.exchange_id not in SPLIT_CONTRACT_ACCOUNTS:
-        return await call.read(None, lambda: call.exchange.fetch_positions())
+def _distinct_positions(found: Any) -> list[dict]:
+    """Positions from several listings, each once (two account scopes may reach one endpoint)."""
+    seen, result = set(), []
+    for position in found:
+        key = (position.get("symbol"), position.get("side"), str(position.get("id")))
+        if key not in seen:
+            seen.add(key)
+            result.append(position)
+    return result
+
+
+def narrowed_groups(call: Call) -> list[Group] | None:
+    """The market groups SetContractType narrowed listings to (None: it did not): `spot`, the
+    route's swaps, its delivery futures (a relative name), or the one contract it named."""
+    contract = call.state.contract_type if call.state is not None else None
+    if contract is None:
+        return None
+    if contract == "spot":
+        return [("spot", None)]
+    listed = route_groups(call.index.markets)
+    if contract == "swap":
+        return [g for g in listed if g[0] == "swap"] or [("swap", "linear")]
+    if contract in RELATIVE_CONTRACTS:
+        return [g for g in listed if g[0] == "future"] or [("future", "linear")]
     pinned = pinned_market(call)
-    if pinned is not None:
-        sub_types = ["inverse" if pinned.get("inverse") else "linear"]
-    else:
-        listed = {"inverse" if m.get("inverse") else "linear" for m in call.index.markets.values() if m.get("contract")}
-        sub_types = [kind for kind in ("linear", "inverse") if kind in listed]
-    if not sub_types:
-        return []
-    listings = await asyncio.gather(
-        *(
-            call.read(None, lambda kind=kind: call.exchange.fetch_positions(None, {"subType": kind}))
-            for kind in sub_types
-        )
-    )
-    return [position for listing in listings for position in listing]
+    return [group_of(pinned)] if pinned is not None else None
 
 
-def account_params(call: Call, market: dict) -> dict:
-    """ccxt params that make a private call reach the account holding `market`'s contracts."""
-    if call.exchange_id in SPLIT_CONTRACT_ACCOUNTS and market.get("contract") and market.get("inverse"):
-        return {"subType": "inverse"}
-    return {}
+def contract_groups(call: Call) -> list[Group]:
+    """The contract groups a listing without a symbol covers (positions)."""
+    narrowed = [g for g in narrowed_groups(call) or [] if g[0] != "spot"]
+    return narrowed or [g for g in route_groups(call.index.markets) if g[0] != "spot"]
+
+
+def account_groups(call: Call) -> list[Group]:
+    """The account(s) FMZ means by a private call without a symbol (GetAccount, GetOrders,
+    GetHistoryOrders): what SetContractType chose, else the route's own default (a swap route),
+    else spot, or on a contracts-only route its contracts."""
+    narrowed = narrowed_groups(call)
+    if narrowed:
+        return narrowed
+    listed = route_groups(call.index.markets)
+    if call.default_contract == "swap":
+        return [g for g in listed if g[0] == "swap"] or [("swap", "linear")]
+    if ("spot", None) in listed or not listed:
+        return [("spot", None)]
+    return [g for g in listed if g[0] != "spot"]
 
 
 def pinned_market(call: Call) -> dict | None:
@@ -117,7 +145,6 @@ def _contract_market(call: Call, symbol: FmzSymbol) -> dict:
 
 
 async def set_margin_level(call: Call) -> tuple[Any, Any]:
-    call.require("setLeverage", "SetMarginLevel")
     name = "marginLevel" if "marginLevel" in call.params else "level" if "level" in call.params else "leverage"
     level = int_param(call.params, name, required=True)
     if not 1 <= level <= MAX_LEVERAGE:
@@ -126,6 +153,8 @@ async def set_margin_level(call: Call) -> tuple[Any, Any]:
     if isinstance(symbol, SymbolRange):
         raise BadRequest("SetMarginLevel needs one contract, not a range")
     market = _contract_market(call, symbol)
+    if not usable_rows(call.exchange, "SetMarginLevel", group_of(market)):
+        raise not_supported("SetMarginLevel", call.exchange_id)
     async with leverage_lock(call, market["symbol"]):  # the key's orders for this contract wait for it
         try:
             result = await call.exchange.set_leverage(level, market["symbol"])
@@ -155,21 +184,28 @@ async def _already_at(call: Call, symbol: str, level: int, failure: Exception) -
 
 
 async def fundings(call: Call) -> tuple[Any, Any]:
+    """GetFundings: one contract, a range, or (no symbol) every swap of the route (one request per
+    account ccxt tells apart, e.g. Binance USDⓈ-M and COIN-M)."""
     selector = call.symbol_param(required=False)
     if isinstance(selector, FmzSymbol):
         market = _contract_market(call, selector)
-        if call.has("fetchFundingRate"):
-            rate = await call.read(
-                ("funding", market["symbol"]), lambda: call.exchange.fetch_funding_rate(market["symbol"])
-            )
-            rates = [rate]
-        else:
-            rates = list((await _all_rates(call, [market["symbol"]])).values())
+        rates = [await answer(call, "GetFundings", Ask(group_of(market), symbol=market["symbol"], shared=True))]
     else:
-        symbols = [m["symbol"] for m in call.index.select(selector)] if selector else None
-        if symbols == []:
-            return [], []
-        rates = list((await _all_rates(call, symbols)).values())
+        if isinstance(selector, SymbolRange):
+            chosen = call.index.select(selector)
+            asks = [Ask(group_of(chosen[0]), symbols=tuple(m["symbol"] for m in chosen), shared=True)] if chosen else []
+        else:
+            groups = [g for g in route_groups(call.index.markets) if g[0] == "swap"]
+            chosen = [m for m in call.index.markets.values() if m.get("type") == "swap" and group_of(m) in groups]
+            asks = [
+                Ask(group, symbols=tuple(m["symbol"] for m in chosen if group_of(m) == group), whole=True, scoped=True)
+                for group, _ in scopes(call.exchange, "fetchFundingRates", groups)
+            ]
+        found: dict[str, dict] = {}
+        for answered in await asyncio.gather(*(answer(call, "GetFundings", replace(a, shared=True)) for a in asks)):
+            found.update(answered)
+        wanted = {m["symbol"] for m in chosen}
+        rates = [rate for symbol, rate in found.items() if symbol in wanted]
     lacking = {
         "inverse" if call.index.markets.get(r.get("symbol") or "", {}).get("inverse") else "linear"
         for r in rates
@@ -186,16 +222,6 @@ async def fundings(call: Call) -> tuple[Any, Any]:
             interval = known.get(rate.get("symbol"), DEFAULT_FUNDING_INTERVAL_MS)
         data.append(convert.to_fmz_funding(rate, fmz_symbol, interval))
     return data, [r.get("info") for r in rates]
-
-
-async def _all_rates(call: Call, symbols: list[str] | None) -> dict:
-    call.require("fetchFundingRates", "GetFundings")
-    key = ("fundings", tuple(symbols) if symbols else None)
-    result = await call.read(key, lambda: call.exchange.fetch_funding_rates(symbols))
-    if symbols:
-        wanted = set(symbols)
-        result = {k: v for k, v in result.items() if k in wanted}
-    return result
 
 
 def _interval_ms(call: Call, interval: Any) -> int | None:

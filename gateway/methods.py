@@ -1,7 +1,8 @@
-"""Spot FMZ methods: one small async handler each, mapping to one ccxt unified call.
+"""Spot FMZ methods: one small async handler each, answered through the ccxt calls of its table.
 
 Each handler takes a `Call` and returns `(data, raw)`: `data` in FMZ's shape (convert.py),
-`raw` the exchange's own reply as ccxt keeps it in `info`.
+`raw` the exchange's own reply as ccxt keeps it in `info`. Which ccxt call answers (and what
+happens when the exchange lacks it or refuses it) is the FMZ function's table in fallbacks.py.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import ccxt.async_support as ccxt
 
 from gateway import convert
 from gateway.calls import Call
-from gateway.errors import BadRequest, not_supported
+from gateway.errors import BadRequest
+from gateway.fallbacks import Ask, Group, answer, group_of, route_groups, scope_params, scopes
 from gateway.protocol import int_param
 from gateway.symbols import FmzSymbol, SymbolRange
 
@@ -30,28 +32,19 @@ DEPTH_SIZES = {
 }
 
 
-# GetHistoryOrders where fetchOrders mixes in open orders: the largest page asked for (binance
-# allOrders' maximum) and the most requests one call makes to fill `limit` finished orders.
-HISTORY_PAGE_CAP = 1000
-HISTORY_FETCHES = 3
-
-
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
 async def ticker(call: Call) -> tuple[Any, Any]:
     market, fmz_symbol = call.market()
-    call.require("fetchTicker", "GetTicker")
-    symbol = market["symbol"]
+    ask = Ask(group_of(market), symbol=market["symbol"], shared=True)
     lacks_quotes = ("ticker_lacks_bid_ask", market.get("type"))
     if call.index.memo.get(lacks_quotes) and call.has("fetchOrderBook"):  # both at once, as learnt
-        result, book = await asyncio.gather(
-            call.read(("ticker", symbol), lambda: call.exchange.fetch_ticker(symbol)), _book_top(call, market)
-        )
+        result, book = await asyncio.gather(answer(call, "GetTicker", ask), _book_top(call, market))
         result = _with_best_prices(result, book)
     else:
-        result = await call.read(("ticker", symbol), lambda: call.exchange.fetch_ticker(symbol))
+        result = await answer(call, "GetTicker", ask)
         if (result.get("bid") is None or result.get("ask") is None) and call.has("fetchOrderBook"):
             call.index.memo[lacks_quotes] = True
             result = _with_best_prices(result, await _book_top(call, market))
@@ -61,7 +54,7 @@ async def ticker(call: Call) -> tuple[Any, Any]:
 
 async def _book_top(call: Call, market: dict) -> dict:
     limit = depth_fetch_limit(call.exchange.id, market, 5)
-    return await call.read(("depth", market["symbol"], limit), lambda: _order_book(call, market, limit))
+    return await answer(call, "GetDepth", Ask(group_of(market), symbol=market["symbol"], limit=limit, shared=True))
 
 
 def _with_best_prices(ticker: dict, book: dict) -> dict:
@@ -73,24 +66,14 @@ def _with_best_prices(ticker: dict, book: dict) -> dict:
 
 async def depth(call: Call) -> tuple[Any, Any]:
     market, _ = call.market()
-    call.require("fetchOrderBook", "GetDepth")
     limit = int_param(call.params, "limit")
     if limit is not None and limit < 0:
         raise BadRequest("param 'limit' must be positive")
     limit = limit or None
     fetch_limit = depth_fetch_limit(call.exchange.id, market, limit)
-    book = await call.read(("depth", market["symbol"], fetch_limit), lambda: _order_book(call, market, fetch_limit))
+    ask = Ask(group_of(market), symbol=market["symbol"], limit=fetch_limit, shared=True)
+    book = await answer(call, "GetDepth", ask)
     return convert.to_fmz_depth(book, limit, now_ms()), _book_raw(book)
-
-
-async def _order_book(call: Call, market: dict, limit: int | None) -> dict:
-    try:
-        return await call.exchange.fetch_order_book(market["symbol"], limit)
-    except (ccxt.BadRequest, ccxt.ExchangeError) as exc:
-        if limit is None or isinstance(exc, ccxt.AuthenticationError | ccxt.BadSymbol | ccxt.NotSupported):
-            raise
-        # The exchange refused this size: its default depth is always accepted; we truncate.
-        return await call.exchange.fetch_order_book(market["symbol"])
 
 
 def depth_fetch_limit(exchange_id: str, market: dict, limit: int | None) -> int | None:
@@ -108,38 +91,32 @@ def _book_raw(book: dict) -> Any:
 
 async def trades(call: Call) -> tuple[Any, Any]:
     market, _ = call.market()
-    call.require("fetchTrades", "GetTrades")
     limit = int_param(call.params, "limit") or None
-    result = await call.read(
-        ("trades", market["symbol"], limit), lambda: call.exchange.fetch_trades(market["symbol"], None, limit)
-    )
+    result = await answer(call, "GetTrades", Ask(group_of(market), symbol=market["symbol"], limit=limit, shared=True))
     return convert.to_fmz_trades(result), [t.get("info") for t in result]
 
 
 async def markets(call: Call) -> tuple[Any, Any]:
+    """GetMarkets: one instrument, a range, or (no symbol) the whole route: spot and contracts,
+    unless SetContractType narrowed it. Built once per loaded markets and selector."""
     selector = call.symbol_param(required=False)
     if isinstance(selector, FmzSymbol):
-        return _fmz_markets(call, selector), None
-    memo_key = ("markets", str(selector) if selector is not None else _default_market_kind(call))
+        market = call.market_of(selector)[0]
+        return _fmz_markets(call, [market]), None
+    if isinstance(selector, SymbolRange):
+        memo_key: tuple = ("markets", str(selector))
+    else:
+        memo_key = ("markets", None, tuple(_listing_groups(call)))
     cached = call.index.memo.get(memo_key)
     if cached is None:
-        cached = _fmz_markets(call, selector)
+        chosen = call.index.select(selector) if isinstance(selector, SymbolRange) else listed_markets(call)
+        cached = _fmz_markets(call, chosen)
         if cached:  # only real groups are kept: the memo stays as small as the exchange's own lists
             call.index.memo[memo_key] = cached
     return cached, None
 
 
-def _fmz_markets(call: Call, selector: FmzSymbol | SymbolRange | None) -> dict:
-    """GetMarkets' reply; built once per loaded markets and selector (the markets are immutable)."""
-    if selector is None:
-        wanted = _default_market_kind(call)
-        chosen = [m for m in call.index.markets.values() if (m.get("type") or "spot") == wanted]
-        if not chosen:
-            chosen = list(call.index.markets.values())
-    elif isinstance(selector, SymbolRange):
-        chosen = call.index.select(selector)
-    else:
-        chosen = [call.market_of(selector)[0]]
+def _fmz_markets(call: Call, chosen: list[dict]) -> dict:
     mode = call.exchange.precisionMode
     data = {}
     for market in chosen:
@@ -148,50 +125,81 @@ def _fmz_markets(call: Call, selector: FmzSymbol | SymbolRange | None) -> dict:
     return data
 
 
-def _default_market_kind(call: Call) -> str:
-    contract = call.default_contract
-    if contract is None:
-        return "spot"
+def _listing_groups(call: Call) -> list[Group]:
+    from gateway.futures import narrowed_groups
+
+    return narrowed_groups(call) or route_groups(call.index.markets)
+
+
+def listed_markets(call: Call) -> list[dict]:
+    """What GetMarkets and GetTickers without a symbol cover: every spot and contract market of the
+    route (options only when SetContractType names one), or the groups SetContractType narrowed to."""
+    groups = set(_listing_groups(call))
+    return [m for m in call.index.markets.values() if group_of(m) in groups and _not_an_unnamed_option(call, m)]
+
+
+def _not_an_unnamed_option(call: Call, market: dict) -> bool:
+    if market.get("type") != "option":
+        return True
     from gateway.futures import pinned_market
 
-    pinned = pinned_market(call)
-    if pinned is not None:
-        return pinned.get("type") or "swap"
-    return "swap" if contract == "swap" else "future"
+    return pinned_market(call) is market
 
 
 async def tickers(call: Call) -> tuple[Any, Any]:
-    call.require("fetchTickers", "GetTickers")
+    """GetTickers: one instrument, a range, or the whole route (one request per account/market type
+    the route lists, concurrently: fetchTickers answers one type per call on many exchanges)."""
     selector = call.symbol_param(required=False)
-    symbols: list[str] | None
     if selector is None:
-        symbols = None
-    elif isinstance(selector, SymbolRange):
-        symbols = [m["symbol"] for m in call.index.select(selector)]
-        if not symbols:
-            return [], []
+        wanted = listed_markets(call)
+        groups = [g for g in route_groups({m["symbol"]: m for m in wanted})]
+        asks = [
+            Ask(group, symbols=_symbols_of(wanted, group), whole=True, scoped=True, shared=True)
+            for group, _ in scopes(call.exchange, "fetchTickers", groups)
+        ]
     else:
-        symbols = [call.market_of(selector)[0]["symbol"]]
-    key = ("tickers", tuple(symbols) if symbols else None)
-    result = await call.read(key, lambda: call.exchange.fetch_tickers(symbols))
-    if call.has("fetchBidsAsks") and any(t.get("bid") is None for t in result.values()):
-        quotes = await call.read(("bidsasks", key[1]), lambda: call.exchange.fetch_bids_asks(symbols))
-        result = {s: {**t, **_best_prices(quotes.get(s))} for s, t in result.items()}
-    wanted = set(symbols) if symbols else None
+        wanted = call.index.select(selector) if isinstance(selector, SymbolRange) else [call.market_of(selector)[0]]
+        if not wanted:
+            return [], []
+        asks = [Ask(group_of(wanted[0]), symbols=tuple(m["symbol"] for m in wanted), shared=True)]
+    if not asks:
+        return [], []
+    answers = await asyncio.gather(*(_tickers_with_quotes(call, ask) for ask in asks))
+    symbols = [m["symbol"] for m in wanted]
+    merged: dict[str, dict] = {}
+    for found in answers:
+        merged.update(found)
     data, raw, received = [], [], now_ms()
-    for ccxt_symbol, item in result.items():
-        if wanted is not None and ccxt_symbol not in wanted:
+    for ccxt_symbol in symbols:
+        item = merged.get(ccxt_symbol)
+        if item is None:
             continue
         fmz_symbol = call.index.fmz_symbol_for(ccxt_symbol)
         market = call.index.markets.get(ccxt_symbol)
         try:
             data.append(convert.to_fmz_ticker(item, fmz_symbol, received, market=market, exchange_id=call.exchange_id))
         except ccxt.BadResponse:
-            if symbols and len(symbols) == 1:  # the one instrument asked for: say why there is nothing
+            if len(symbols) == 1:  # the one instrument asked for: say why there is nothing
                 raise
             continue  # a market without a price (not trading yet, halted) is left out, never zeroed
         raw.append(item.get("info"))
     return data, raw
+
+
+def _symbols_of(markets: list[dict], group: Group) -> tuple[str, ...]:
+    return tuple(m["symbol"] for m in markets if group_of(m) == group)
+
+
+async def _tickers_with_quotes(call: Call, ask: Ask) -> dict:
+    """One ask's tickers; where they lack bid/ask, the exchange's bids/asks listing fills them in."""
+    result = await answer(call, "GetTickers", ask)
+    if call.has("fetchBidsAsks") and any(t.get("bid") is None for t in result.values()):
+        symbols = None if ask.whole else list(ask.symbols)
+        params = scope_params(call.exchange, "fetchBidsAsks", ask.group) if ask.scoped else {}
+        key = ("bidsasks", None if ask.whole else ask.symbols, tuple(sorted(params.items())))
+        quotes = await call.read(key, lambda: call.exchange.fetch_bids_asks(symbols, params))
+        result = {s: {**t, **_best_prices(quotes.get(s))} for s, t in result.items()}
+    return result
 
 
 def _best_prices(quote: dict | None) -> dict:
@@ -209,31 +217,26 @@ async def assets(call: Call) -> tuple[Any, Any]:
 
 
 async def _balances(call: Call, fmz_function: str) -> tuple[Any, Any]:
-    """[{currency, free, frozen}] of every currency held (GetAccount and GetAssets alike)."""
-    call.require("fetchBalance", fmz_function)
-    params = _balance_params(call)
-    balance = await call.read(None, lambda: call.exchange.fetch_balance(params))
+    """[{currency, free, frozen}] of every currency held (GetAccount and GetAssets alike), from the
+    account FMZ means: spot, or the derivatives account of the contract in use (SetContractType's,
+    or `params.symbol`'s when the docker sends one)."""
+    group = _balance_group(call)
+    balance = await answer(call, fmz_function, Ask(group, scoped=True))
     rows = convert.to_fmz_balances(balance, call.exchange_id)
-    if params:  # a derivatives account: ccxt's total is the margin equity; the upnl is in the raw reply
+    if group[0] != "spot":  # a derivatives account: ccxt's total is the margin equity; the upnl is in the raw reply
         for row in rows:
             row["equity"] = convert.num((balance.get("total") or {}).get(row["currency"]))
             row["upnl"] = convert.unrealized_pnl(balance.get("info"), row["currency"])
     return rows, balance.get("info")
 
 
-def _balance_params(call: Call) -> dict:
-    """Which account GetAccount reads: spot, or the derivatives account of the contract in use
-    (SetContractType's, or `params.symbol`'s when the docker sends one); on exchanges with
-    separate USDⓈ-M and COIN-M accounts, an inverse contract selects the COIN-M one."""
-    from gateway.futures import account_params, pinned_market
+def _balance_group(call: Call) -> Group:
+    from gateway.futures import account_groups, pinned_market
 
     market = pinned_market(call) or _symbol_market(call)
-    if market is not None and market.get("contract"):
-        return {"type": market.get("type") or "swap", **account_params(call, market)}
-    contract = call.default_contract
-    if contract is None or (market is not None and market.get("spot")):
-        return {}
-    return {"type": "swap" if contract == "swap" else "future"}
+    if market is not None:
+        return group_of(market)
+    return account_groups(call)[0]
 
 
 def _symbol_market(call: Call) -> dict | None:
@@ -246,18 +249,41 @@ def _symbol_market(call: Call) -> dict | None:
 
 
 async def orders(call: Call) -> tuple[Any, Any]:
-    call.require("fetchOpenOrders", "GetOrders")
-    selector = call.symbol_param(required=False)
-    if isinstance(selector, SymbolRange):
-        result = await call.read_range(
-            selector, lambda params: call.exchange.fetch_open_orders(None, None, None, params)
-        )
-    elif selector is None:
-        result = await call.read(None, lambda: call.exchange.fetch_open_orders())
-    else:
-        market, _ = call.market_of(selector)
-        result = await call.read(None, lambda: call.exchange.fetch_open_orders(market["symbol"]))
+    """GetOrders: open orders of one instrument, a range, or (no symbol) the account FMZ means."""
+    result = await _order_listing(call, "GetOrders", "fetchOpenOrders")
     return [to_fmz_order(call, o) for o in result], [o.get("info") for o in result]
+
+
+async def _order_listing(
+    call: Call, function: str, method: str, since: int | None = None, limit: int | None = None
+) -> list[dict]:
+    selector = call.symbol_param(required=False)
+    if isinstance(selector, FmzSymbol):
+        market = call.market_of(selector)[0]
+        ask = Ask(group_of(market), symbol=market["symbol"], since=since, limit=limit)
+        return await answer(call, function, ask)
+    if isinstance(selector, SymbolRange):
+        chosen = call.index.select(selector)
+        if not chosen:  # the exchange lists no such contracts: nothing to ask
+            return []
+        groups = [group_of(chosen[0])]
+    else:
+        from gateway.futures import account_groups
+
+        groups = account_groups(call)
+    scoped = scopes(call.exchange, method, groups)
+    asks = [Ask(group, whole=True, since=since, limit=limit, scoped=True) for group, _ in scoped]
+    listings = await asyncio.gather(*(answer(call, function, ask) for ask in asks))
+    seen, result = set(), []
+    for item in (o for listing in listings for o in listing):
+        market = call.index.markets.get(item.get("symbol") or "", {})
+        if isinstance(selector, SymbolRange) and not selector.matches(market):
+            continue
+        key = (item.get("symbol"), str(item.get("id")))
+        if key not in seen:
+            seen.add(key)
+            result.append(item)
+    return result
 
 
 def to_fmz_order(call: Call, order: dict) -> dict:
@@ -274,84 +300,23 @@ async def order(call: Call) -> tuple[Any, Any]:
 
 
 async def fetch_order_by_id(call: Call, order_id: str, symbol: str) -> dict:
-    """One order by its exchange id (GetOrder, and settling a cancel whose answer was lost)."""
-    if call.has("fetchOrder"):
-        return await call.read(None, lambda: call.exchange.fetch_order(order_id, symbol))
-    return await _find_order(call, order_id, symbol)
-
-
-async def _find_order(call: Call, order_id: str, symbol: str) -> dict:
-    """Where fetchOrder is missing: fetchOpenOrder/fetchClosedOrder, then the order lists."""
-    for single in ("fetchOpenOrder", "fetchClosedOrder"):
-        if call.has(single):
-            try:
-                method = getattr(
-                    call.exchange, "fetch_open_order" if single == "fetchOpenOrder" else "fetch_closed_order"
-                )
-                return await call.read(None, lambda m=method: m(order_id, symbol))
-            except (ccxt.OrderNotFound, ccxt.NotSupported):  # not there, or not for this market type
-                continue
-    for listing in ("fetchOpenOrders", "fetchClosedOrders", "fetchCanceledOrders", "fetchOrders"):
-        if call.has(listing):
-            method = getattr(call.exchange, _snake(listing))
-            found = await call.read(None, lambda m=method: m(symbol))
-            for item in found:
-                if str(item.get("id")) == order_id:
-                    return item
-    if not any(call.has(m) for m in ("fetchOpenOrders", "fetchClosedOrders", "fetchOrders")):
-        raise not_supported("GetOrder", call.exchange_id)
-    raise ccxt.OrderNotFound(f"{call.exchange_id} order {order_id} not found among open and closed orders")
-
-
-def _snake(name: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+    """One order by its exchange id (GetOrder, and settling a cancel whose answer was lost), through
+    the GetOrder table: fetchOrder, fetchOpenOrder / fetchClosedOrder, then the order lists."""
+    market = call.index.markets.get(symbol) or {"type": "spot"}
+    return await answer(call, "GetOrder", Ask(group_of(market), symbol=symbol, order_id=order_id))
 
 
 async def history_orders(call: Call) -> tuple[Any, Any]:
     selector = call.symbol_param(required=False)
-    symbol = None
     if isinstance(selector, SymbolRange):
         raise BadRequest("GetHistoryOrders needs one instrument, not a range")
-    if selector is not None:
-        symbol = call.market_of(selector)[0]["symbol"]
     since = int_param(call.params, "since") or None
     limit = int_param(call.params, "limit") or None
-    if call.has("fetchOrders"):
-        result = await _finished_orders(call, symbol, since, limit)
-    elif call.has("fetchCanceledAndClosedOrders"):
-        result = await call.read(None, lambda: call.exchange.fetch_canceled_and_closed_orders(symbol, since, limit))
-    elif call.has("fetchClosedOrders"):
-        result = await call.read(None, lambda: call.exchange.fetch_closed_orders(symbol, since, limit))
-        if call.has("fetchCanceledOrders"):
-            result += await call.read(None, lambda: call.exchange.fetch_canceled_orders(symbol, since, limit))
-    else:
-        raise not_supported("GetHistoryOrders", call.exchange_id)
+    result = await _order_listing(call, "GetHistoryOrders", "fetchOrders", since, limit)
     result.sort(key=lambda o: o.get("timestamp") or 0)
     if limit:  # from `since` onwards: the oldest `limit`; without it, the newest
         result = result[:limit] if since else result[-limit:]
     return [to_fmz_order(call, o) for o in result], [o.get("info") for o in result]
-
-
-async def _finished_orders(call: Call, symbol: str | None, since: int | None, limit: int | None) -> list[dict]:
-    """fetchOrders lists open orders too, and the exchange applies `limit` before we drop them:
-    while a full page leaves fewer than `limit` finished orders, ask again for a larger page
-    (at most HISTORY_FETCHES requests, the last one for HISTORY_PAGE_CAP orders)."""
-    page, finished = limit, []
-    for attempt in range(HISTORY_FETCHES):
-        try:
-            result = await call.read(None, lambda n=page: call.exchange.fetch_orders(symbol, since, n))
-        except ccxt.BadRequest:
-            if attempt == 0:
-                raise
-            return finished  # the exchange refuses a page this large: what the smaller one had
-        finished = [o for o in result if o.get("status") not in ("open", None)]
-        if page is None or limit is None or len(finished) >= limit or len(result) < page:
-            return finished
-        if page >= HISTORY_PAGE_CAP:
-            break
-        grown = max(2 * page, page + limit - len(finished))
-        page = HISTORY_PAGE_CAP if attempt == HISTORY_FETCHES - 2 else min(HISTORY_PAGE_CAP, grown)
-    return finished
 
 
 # --- the method table ---------------------------------------------------------------------

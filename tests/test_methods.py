@@ -90,7 +90,7 @@ def test_records_reject_a_bad_period(account: Account):
 def test_markets_report_precision_and_limits(account: Account):
     data = account.data("markets", {})
     assert "BTC_USDT" in data and "ETH_USDT" in data
-    assert all("." not in symbol for symbol in data)  # a spot route lists spot pairs by default
+    assert "BTC_USDT.swap" in data  # no symbol: the whole route, spot and contracts
     btc = data["BTC_USDT"]
     inst = account.fake.engine.instruments["BTC/USDT"]
     assert btc["baseAsset"] == "BTC" and btc["quoteAsset"] == "USDT"
