@@ -435,8 +435,10 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
         with httpx.Client(timeout=30) as http:
             yield Recorded(GatewayClient(gateway_server.url, http, None, keys), recordings, replays, markets)
     finally:
-        gateway_server.stop()
-        for server in servers.values():
+        everything = [gateway_server, *servers.values()]
+        for server in everything:  # all told to exit first: they wind down together
+            server.server.should_exit = True
+        for server in everything:
             server.stop()
 
 
