@@ -39,7 +39,7 @@ import aiohttp
 import certifi
 from cachetools import TTLCache
 
-from gateway.credentials import Credentials
+from gateway.credentials import Credentials, require_credentials
 from gateway.errors import MarketsUnavailable, error_message
 from gateway.settings import ClientSettings
 from gateway.symbols import MarketIndex
@@ -402,7 +402,11 @@ class ClientPool:
 
     @contextlib.asynccontextmanager
     async def private(self, venue: Venue, credentials: Credentials) -> AsyncIterator[tuple[Any, MarketIndex]]:
-        """A per-key client for the duration of one call; never closed while the call runs."""
+        """A per-key client for the duration of one call; never closed while the call runs.
+
+        Credentials that lack a field the exchange class requires are refused first: before the
+        markets load, so nothing at all is sent."""
+        require_credentials(credentials, venue.ccxt_id)
         scope = self.scope_for(venue)
         index = await scope.ready()
         key = (venue.route, credentials.cache_key)
