@@ -13,7 +13,7 @@ difference there is ccxt drift, not a gateway bug, and is reported as such).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ from gateway.app import create_app
 from gateway.settings import parse_settings
 from tests.conftest import CANARY_PASSPHRASE, CANARY_SECRET, GatewayClient
 from tests.fakes.server import BackgroundServer
-from tests.replay import Case, Recording, Replay, learn_all
+from tests.replay import RECORDED, Case, Recording, Replay, learn_all
 
 API_KEY = "recorded-api-key"
 WALLET = "0x" + "ab" * 20
@@ -519,4 +519,11 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-Checker = Callable[[Any, Case, dict], None]
+def test_recorded_answers_cover_twenty_exchanges() -> None:
+    """Every vendored exchange is driven, at least 20 of them, each naming its ccxt source commit."""
+    vendored = sorted(p.parent.name for p in RECORDED.glob("*/response.json"))
+    assert vendored == EXCHANGES
+    assert len(EXCHANGES) >= 20
+    for exchange_id in EXCHANGES:
+        source = json.loads((RECORDED / exchange_id / "response.json").read_text(encoding="utf-8"))["source"]
+        assert len(source["response"]["commit"]) == 40, exchange_id
