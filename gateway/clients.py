@@ -29,6 +29,7 @@ import copy
 import gc
 import json
 import logging
+import math
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -39,10 +40,12 @@ import aiohttp
 import certifi
 from cachetools import TTLCache
 
+from gateway import ratelimit
 from gateway.credentials import Credentials, require_credentials
 from gateway.errors import MarketsUnavailable, error_message
 from gateway.settings import ClientSettings
 from gateway.symbols import MarketIndex
+from gateway.upstream import instrument
 from gateway.venues import Venue, build_exchange
 
 log = logging.getLogger("gateway.clients")
@@ -198,6 +201,7 @@ class MarketScope:
         await asyncio.shield(self._loading)
 
     async def _load(self, reload: bool) -> None:
+        ratelimit.DEADLINE.set(math.inf)  # shared by every caller: not bound to the call that started it
         started = time.monotonic()
         try:
             watch = LoadWatch(self.master)
@@ -340,6 +344,7 @@ class ClientPool:
     _sweeper: asyncio.Task | None = None
     _spares: dict[str, list] = field(default_factory=dict)  # route -> prebuilt keyless clients
     _closed: bool = False
+    limits: ratelimit.RateLimits = field(default_factory=ratelimit.RateLimits)
 
     def __post_init__(self) -> None:
         self.private_clients = _ClientCache(self.settings.max_clients, self.settings.idle_ttl, self._retire)
@@ -360,13 +365,19 @@ class ClientPool:
             extra.pop("timeout")
         exchange = build_exchange(venue, credentials, extra)
         exchange.timeout_on_exit = 0  # close() would otherwise sleep 250 ms
+        instrument(exchange, venue.route)
+        return exchange
+
+    def _limit(self, exchange: Any, venue: Venue, key_id: str | None = None) -> Any:
+        """Pace the client's requests on the exchange's shared budgets (gateway/ratelimit.py)."""
+        ratelimit.install(exchange, self.limits, (venue.ccxt_id, venue.sandbox, venue.api_base), venue.route, key_id)
         return exchange
 
     # --- markets -------------------------------------------------------------------------
     def scope_for(self, venue: Venue) -> MarketScope:
         scope = self.scopes.get(venue.market_scope)
         if scope is None:
-            master = self._build(venue, {})
+            master = self._limit(self._build(venue, {}), venue)
             master._gateway_markets_file = venue.markets_file
             scope = MarketScope(master=master, ttl=self.settings.markets_ttl)
             self.scopes[venue.market_scope] = scope
@@ -396,7 +407,7 @@ class ClientPool:
     def _public_handle(self, venue: Venue, scope: MarketScope) -> ClientHandle:
         handle = self.public_clients.get(venue.route)
         if handle is None:
-            handle = ClientHandle(self._build(venue, {}), scope)
+            handle = ClientHandle(self._limit(self._build(venue, {}), venue), scope)
             self.public_clients[venue.route] = handle
         return handle
 
@@ -413,7 +424,8 @@ class ClientPool:
         handle = self.private_clients.get(key)
         new_client = handle is None or handle.retired
         if new_client:
-            handle = ClientHandle(self._keyed_client(venue, scope, credentials.fields), scope)
+            exchange = self._keyed_client(venue, scope, credentials.fields)
+            handle = ClientHandle(self._limit(exchange, venue, credentials.key_id), scope)
         self.private_clients[key] = handle  # (re)insert: refreshes the idle TTL and LRU order
         self._ensure_sweeper()
         handle.share_markets()

@@ -37,7 +37,7 @@ from gateway.logs import emit
 from gateway.methods import METHODS, lookup
 from gateway.metrics import CALL, CallScope, Metrics
 from gateway.protocol import Envelope, error_body, parse_envelope, success_body
-from gateway.settings import Settings
+from gateway.settings import Settings, Venue
 from gateway.state import OrderNonces, StateStore
 from gateway.status import StatusBoard, gauges
 from gateway.venues import VenueRegistry
@@ -87,7 +87,7 @@ class Gateway:
             method = lookup(envelope.method)
             if method is None:
                 raise BadRequest(f"unknown method {envelope.method[:64]!r} (known: {', '.join(sorted(METHODS))})")
-            credentials = self._credentials(envelope, venue.route)
+            credentials = self._credentials(envelope, venue)
             secrets = credentials.secrets  # parsed once per key (memoised): the secret, passphrase, token
             if method.private and credentials.empty:
                 raise MissingCredentials(f"{method.fmz_name} needs access_key and secret_key")
@@ -123,12 +123,15 @@ class Gateway:
             log.error("observing a call failed: %s", type(exc).__name__)
         return reply
 
-    def _credentials(self, envelope: Envelope, route: str) -> Credentials:
+    def _credentials(self, envelope: Envelope, venue: Venue) -> Credentials:
         """Parsed credentials, memoised: the same docker sends the same keys on every call."""
+        route = venue.route
         key = (envelope.access_key, envelope.secret_key, route)
         credentials = self._parsed_credentials.get(key)
         if credentials is None:
-            credentials = parse_credentials(envelope.access_key, envelope.secret_key, self.settings.credentials, route)
+            credentials = parse_credentials(
+                envelope.access_key, envelope.secret_key, self.settings.credentials, route, venue.ccxt_id
+            )
             self._parsed_credentials[key] = credentials
         return credentials
 

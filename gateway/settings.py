@@ -113,6 +113,7 @@ CCXT_CREDENTIAL_FIELDS = (
     "twofa",
     "privateKey",
     "walletAddress",
+    "accountId",  # hibachi, modetrade, woofipro; ccxt's `token` field has no alias key: `token` unlocks the alias
 )
 
 

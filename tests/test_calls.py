@@ -53,6 +53,14 @@ def test_an_ip_ban_is_never_retried(binance_account: Account):
     message = binance_account.error("accounts")
     assert message.startswith("DDoSProtection:")
     assert count(fake, "/api/v3/account") - before == 1  # every further request would lengthen the ban
+    limits = binance_account.gateway.app.gateway.pool.limits
+    try:  # the IP cools down: nothing more is sent, and the answer comes at once, naming the wait
+        again = binance_account.error("ticker", {"symbol": "BTC_USDT"})
+        assert again.startswith("RateLimitExceeded:") and "IP banned" in again, again
+        assert count(fake, "/api/v3/account") - before == 1
+    finally:  # the suite's other tests share this gateway
+        for budget in limits.public.values():
+            budget.cooldown_until = 0.0
 
 
 def test_an_order_is_never_retried(binance_account: Account):
