@@ -449,20 +449,20 @@ async def _fundings_one_by_one(call, ask):
 TABLES: dict[str, tuple[Row, ...]] = {
     "GetTicker": (
         Row("fetchTicker", _ticker),
-        Row("fetchTickers", _ticker_from_tickers, note="fetchTickers([symbol])"),
+        Row("fetchTickers", _ticker_from_tickers, note="asked for the one symbol"),
     ),
     "GetDepth": (
         Row("fetchOrderBook", _order_book),
-        Row("fetchOrderBooks", _order_book_from_books, note="fetchOrderBooks([symbol])"),
+        Row("fetchOrderBooks", _order_book_from_books, note="asked for the one symbol"),
     ),
     "GetTrades": (Row("fetchTrades", _trades),),
     "GetRecords": (
-        Row("fetchOHLCV", None, native_only=True),
-        Row("fetchTrades", None, note="bars built from public trades (gateway/candles.py)"),
+        Row("fetchOHLCV", None, native_only=True, note="not ccxt's emulated one"),
+        Row("fetchTrades", None, note="bars built from public trades, gateway/candles.py"),
     ),
     "GetMarkets": (Row("fetchMarkets", None, note="loaded once per route, shared"),),
     "GetTickers": (
-        Row("fetchTickers", _tickers),
+        Row("fetchTickers", _tickers, note="one request per account type the route lists"),
         Row("fetchTicker", _tickers_one_by_one, per_symbol=True, note=f"per instrument, at most {MAX_PER_SYMBOL}"),
     ),
     "GetAccount": (Row("fetchBalance", _balance),),
@@ -473,13 +473,13 @@ TABLES: dict[str, tuple[Row, ...]] = {
         Row("fetchOrders", _open_among_orders, note="open ones"),
     ),
     "GetOrder": (
-        Row("fetchOrder", _order, when=ONE),
-        Row("fetchOpenOrder", _single_order("fetchOpenOrder"), when=ONE, final_miss=False),
-        Row("fetchClosedOrder", _single_order("fetchClosedOrder"), when=ONE, final_miss=False),
-        Row("fetchOpenOrders", _scan_for_order("fetchOpenOrders"), when=ONE, note="scanned for the id"),
-        Row("fetchClosedOrders", _scan_for_order("fetchClosedOrders"), when=ONE, note="scanned for the id"),
-        Row("fetchCanceledOrders", _scan_for_order("fetchCanceledOrders"), when=ONE, note="scanned for the id"),
-        Row("fetchOrders", _scan_for_order("fetchOrders"), when=ONE, note="scanned for the id"),
+        Row("fetchOrder", _order),
+        Row("fetchOpenOrder", _single_order("fetchOpenOrder"), final_miss=False),
+        Row("fetchClosedOrder", _single_order("fetchClosedOrder"), final_miss=False),
+        Row("fetchOpenOrders", _scan_for_order("fetchOpenOrders"), note="scanned for the id"),
+        Row("fetchClosedOrders", _scan_for_order("fetchClosedOrders"), note="scanned for the id"),
+        Row("fetchCanceledOrders", _scan_for_order("fetchCanceledOrders"), note="scanned for the id"),
+        Row("fetchOrders", _scan_for_order("fetchOrders"), note="scanned for the id"),
     ),
     "GetHistoryOrders": (
         Row("fetchOrders", _finished_among_orders, note="finished ones"),
@@ -492,11 +492,17 @@ TABLES: dict[str, tuple[Row, ...]] = {
         Row("fetchPositionsForSymbol", _positions_for_symbol, when=ONE),
         Row("fetchPosition", _position, when=ONE),
     ),
-    "SetMarginLevel": (Row("setLeverage", None, when=ONE, note="gateway/futures.py"),),
+    "SetMarginLevel": (Row("setLeverage", None, note="gateway/futures.py"),),
     "GetFundings": (
         Row("fetchFundingRate", _funding, when=ONE),
-        Row("fetchFundingRates", _fundings),
-        Row("fetchFundingRate", _fundings_one_by_one, when=MANY, per_symbol=True, note="per instrument"),
+        Row("fetchFundingRates", _fundings, note="asked for the symbols, or for all"),
+        Row(
+            "fetchFundingRate",
+            _fundings_one_by_one,
+            when=MANY,
+            per_symbol=True,
+            note=f"per instrument, at most {MAX_PER_SYMBOL}",
+        ),
     ),
 }
 CONTRACT_ONLY = frozenset({"GetPositions", "SetMarginLevel", "GetFundings"})

@@ -600,3 +600,45 @@ def test_tickers_of_a_type_ccxt_asks_in_one_request_are_asked_once():
     data = run(exchange, "tickers")
     assert {t["symbol"] for t in data} == {"BTC_USDT", "BTC_USDT.swap", "BTC_USD.swap"}
     assert sorted(s.params["instType"] for s in recorder.sent) == ["SPOT", "SWAP"]
+
+
+# --- decisions for trading.py: a spot market buy spending quote currency --------------------------
+
+
+@pytest.mark.parametrize(
+    ("exchange_id", "by_cost", "needs_price"),
+    [
+        ("binance", True, False),  # ccxt's createMarketBuyOrderWithCost
+        ("hyperliquid", False, False),  # neither: the gateway converts the amount at the ask
+        ("mercado", False, True),  # features.createOrder.marketBuyRequiresPrice: createOrder wants the ask too
+        ("cryptomus", True, True),  # ccxt's createMarketBuyOrderRequiresPrice option: amount x 1 = the cost
+    ],
+)
+def test_market_buy_by_cost_follows_ccxt(exchange_id, by_cost, needs_price):
+    exchange = getattr(ccxt, exchange_id)()
+    spot = market("BTC", "USDT")
+    assert fallbacks.market_buy_by_cost(exchange, spot) is by_cost
+    assert fallbacks.market_buy_needs_price(exchange, spot) is needs_price
+    assert fallbacks.market_buy_by_cost(exchange, market("BTC", "USDT", "swap")) is False  # contracts: amounts
+
+
+# --- exchange ids the gateway names itself, and the proof that ccxt lacks the fact -----------------
+
+
+def test_binance_depth_sizes_are_not_in_ccxt():
+    """methods.DEPTH_SIZES names binance ids: ccxt neither states the sizes nor rounds a limit to one."""
+    from gateway.methods import DEPTH_SIZES
+
+    exchange = make(ccxt.binance, BINANCE_MARKETS)
+    assert {exchange_id for exchange_id, _ in DEPTH_SIZES} <= {"binance", "binanceus", "binanceusdm", "binancecoinm"}
+    assert fallbacks.feature(exchange, ("swap", "linear"), "fetchOrderBook") is fallbacks._MISSING
+    recorder = Recorder(exchange, [("/fapi/v1/depth", {"lastUpdateId": 1, "bids": [], "asks": []})])
+
+    async def ask() -> None:
+        try:
+            await exchange.fetch_order_book("BTC/USDT:USDT", 7)
+        finally:
+            await exchange.close()
+
+    asyncio.run(ask())
+    assert recorder.sent[0].params["limit"] == "7"  # sent as asked; USDⓈ-M refuses it (-4021)
