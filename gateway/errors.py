@@ -14,6 +14,7 @@ credential. The kind is the ccxt exception class for exchange failures (`Insuffi
     ├── DeadlineExceeded          no answer within server.request_timeout  (kind: RequestTimeout)
     ├── RequestCancelled          the call that ran a shared placement went away
     └── OrderOutcome              what happened to an order whose answer was lost or garbled
+        ├── OrderNotSent          the gateway stopped before sending (a read it needed failed)
         ├── OrderNotPlaced        the exchange confirms it holds no such order: safe to send again
         ├── OrderStatusUnknown    the order may exist: look for its client id before sending again
         └── OrderNotCancelled     the cancel did not take: the order is still open, or was filled
@@ -100,6 +101,10 @@ class RequestCancelled(GatewayError):
 
 class OrderOutcome(GatewayError):
     """What is known of an order whose answer was lost or garbled (see gateway/outcomes.py)."""
+
+
+class OrderNotSent(OrderOutcome):
+    pass
 
 
 class OrderNotPlaced(OrderOutcome):

@@ -25,6 +25,8 @@ from typing import Any
 import aiohttp
 import ccxt.async_support as ccxt
 
+from gateway.errors import OrderNotSent
+
 
 class Outcome(enum.Enum):
     REJECTED = "rejected"
@@ -33,6 +35,7 @@ class Outcome(enum.Enum):
 
 
 OUTCOMES: tuple[tuple[type[BaseException], Outcome, str], ...] = (
+    (OrderNotSent, Outcome.NOT_SENT, "the gateway stopped before sending: a read it needed failed"),
     # A client id the exchange already holds: this very order was placed before (a re-send, a
     # restart, a second replica). Looked up, it answers with the order that exists.
     (ccxt.DuplicateOrderId, Outcome.UNKNOWN, "the client id exists: the order was placed earlier"),

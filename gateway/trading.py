@@ -34,6 +34,7 @@ from gateway.calls import Call
 from gateway.errors import (
     BadRequest,
     GatewayError,
+    OrderNotSent,
     OrderStatusUnknown,
     RequestCancelled,
     error_message,
@@ -207,6 +208,8 @@ async def place(call: Call, order: OrderRequest, client_id: str | None) -> tuple
         outcome = classify(exc, call.exchange)
         if outcome is Outcome.REJECTED:
             raise
+        if isinstance(exc, OrderNotSent):
+            raise
         if outcome is Outcome.NOT_SENT:
             raise in_context(exc, "the order was not sent (no connection to the exchange)") from None
         result = await settle_placement(call, order.market, client_id, exc, since_ms)
@@ -247,12 +250,34 @@ async def send(call: Call, prepared: PreparedOrder) -> dict:
             cost = params.pop("cost")
             result = await call.exchange.create_market_buy_order_with_cost(prepared.symbol, cost, params)
         else:
-            result = await call.exchange.create_order(
-                prepared.symbol, prepared.order_type, prepared.side, prepared.amount, prepared.price, params
-            )
+            try:
+                result = await call.exchange.create_order(
+                    prepared.symbol, prepared.order_type, prepared.side, prepared.amount, prepared.price, params
+                )
+            except ccxt.ArgumentsRequired as exc:  # raised by ccxt before anything was sent
+                if prepared.price is not None or "price" not in str(exc).lower():
+                    raise
+                # e.g. hyperliquid: a market order carries a price to bound its slippage (ccxt's
+                # features do not say so): the current price of the side the order takes
+                try:
+                    reference = await _reference_price(call, prepared.symbol, prepared.side)
+                except Exception as failure:
+                    raise in_context(failure, "the market order was not sent: no current price", OrderNotSent) from None
+                result = await call.exchange.create_order(
+                    prepared.symbol, "market", prepared.side, prepared.amount, reference, params
+                )
     if not isinstance(result, dict) or isinstance(result.get("info"), str) or not result.get("id"):
         raise ccxt.BadResponse(f"{call.exchange_id} answered the order without an order id")
     return result
+
+
+async def _reference_price(call: Call, symbol: str, side: str) -> float:
+    """The price a market order of `side` takes now: the ask for a buy, the bid for a sell, else last."""
+    ticker = await call.read(("ticker", symbol), lambda: call.exchange.fetch_ticker(symbol))
+    price = ticker.get("ask" if side == "buy" else "bid") or ticker.get("last")
+    if not price:
+        raise BadRequest(f"{call.exchange_id} wants a price with market orders and has none for {symbol} now")
+    return float(price)
 
 
 def client_order_id(call: Call, order: OrderRequest) -> str | None:

@@ -442,3 +442,38 @@ def test_a_trade_is_answered_within_the_deadline_even_while_it_settles(lone_bina
     assert "data" in again, again
     engine = slow.app.state.fake.engine
     assert sorted(o.status for o in engine.orders.values()) == ["open", "open"]  # warm-up + this one, no duplicate
+
+
+async def test_a_market_order_that_ccxt_wants_priced_gets_the_current_price_of_its_side():
+    """Hyperliquid: ccxt refuses a market order without a price (it bounds the slippage) before
+    sending anything; the order goes out once, priced at the side it takes (a sell: the bid)."""
+    from types import SimpleNamespace
+
+    import ccxt.async_support as ccxt
+
+    from gateway.trading import PreparedOrder, send
+    from tests.test_client_ids import HL_ADDRESS, HL_KEY, HL_SWAP, Recorder, make
+
+    exchange = make(ccxt.hyperliquid, [HL_SWAP], apiKey=None, secret=None, walletAddress=HL_ADDRESS, privateKey=HL_KEY)
+    exchange.options["approvedBuilderFee"] = True
+    filled = {"status": "ok", "response": {"type": "order", "data": {"statuses": [{"filled": {"oid": 296683658818}}]}}}
+    recorder = Recorder(exchange, [("/exchange", 200, filled), ("/info", 200, {"referredBy": None, "cumVlm": "0"})])
+    reads = []
+
+    async def read(key, factory):
+        reads.append(key)
+        return {"bid": 25000.0, "ask": 25010.0, "last": 25005.0}
+
+    call = SimpleNamespace(
+        exchange=exchange,
+        exchange_id="hyperliquid",
+        read=read,
+        remaining=lambda: 30.0,
+        settings=SimpleNamespace(settle_window=5.0),
+    )
+    result = await send(call, PreparedOrder("BTC/USDC:USDC", "market", "sell", 0.01, None, {}))
+    assert result["id"] == "296683658818" and reads == [("ticker", "BTC/USDC:USDC")]
+    orders = [sent for sent in recorder.sent if sent.path == "/exchange" and sent.params["action"]["type"] == "order"]
+    assert len(orders) == 1  # sent once (ccxt's own referrer set-up is another /exchange action)
+    [wire] = orders[0].params["action"]["orders"]
+    assert wire["b"] is False and float(wire["p"]) < 25000  # a sell, bounded below the bid by ccxt's slippage
