@@ -12,13 +12,20 @@ pick_python() {
   echo "error: Python 3.11 or newer is required" >&2; return 1
 }
 ensure_venv() {  # $1: extras spec, e.g. ".[dev]" or "."
+  # The runtime dependencies come from requirements.lock (exact versions, sha256-checked), the
+  # same set the Docker image installs; the dev extras (tests, linter) are not locked.
   local spec="$1" stamp=".venv/.installed-$(echo "$1" | tr -c 'a-z' '_')"
+  local pip=(.venv/bin/python -m pip --disable-pip-version-check)
   if [ ! -x .venv/bin/python ]; then
     "$(pick_python)" -m venv .venv
   fi
-  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$spec"
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements.lock -nt "$stamp" ]; then
+    "${pip[@]}" install --quiet --upgrade pip
+    if ! "${pip[@]}" install --quiet --require-hashes -r requirements.lock; then
+      # e.g. a Python too new for a locked wheel: fall back to what pyproject.toml allows
+      echo "warning: requirements.lock does not install here; using the newest versions pyproject.toml allows" >&2
+    fi
+    "${pip[@]}" install --quiet -e "$spec"
     touch "$stamp"
   fi
 }
