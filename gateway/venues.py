@@ -4,28 +4,51 @@ A route is a key under `exchanges:` in the config or, when `allow_any_ccxt_excha
 any ccxt exchange id. Construction applies, in this order: options and ccxt_config, the
 sandbox switch (which must really switch: an exchange without a testnet refuses the route,
 it never falls back to live), then the `api_base` rewrite of every `urls['api']` entry.
+
+Every configured route is checked when the registry is built (`check_venue`: a ccxt id, a
+client that can be built, a sandbox that really switches, a readable `markets_file`). A route
+that fails is *refused*: it is not listed among the configured routes, and a call to it is
+answered with the reason (never with another exchange of the same name, never live instead of
+a sandbox). `fmz-gateway serve` stops on a refused route unless `server.skip_bad_routes`.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from typing import Any
 
 import ccxt.async_support as ccxt_async
 
-from gateway.errors import SandboxUnavailable, UnknownRoute
+from gateway.errors import GatewayError, SandboxUnavailable, UnknownRoute
 from gateway.settings import Settings, Venue
 
 CCXT_EXCHANGES = frozenset(ccxt_async.exchanges)
 _SCHEME_HOST = re.compile(r"^[a-z]+://[^/]+", re.IGNORECASE)
 
 
+class RouteRefused(GatewayError):
+    """A configured route that failed its check; its kind is that of the failure (e.g. NotSupported)."""
+
+
 class VenueRegistry:
-    """Resolves the URL path segment to a Venue, case-insensitively."""
+    """Resolves the URL path segment to a Venue, case-insensitively.
+
+    `configured`: the config's routes that passed `check_venue`; `refused`: route -> the error
+    that refused it (a call to a refused route is answered with it)."""
 
     def __init__(self, settings: Settings) -> None:
         self.allow_any = settings.allow_any_ccxt_exchange
-        self.configured = dict(settings.exchanges)
+        self.configured: dict[str, Venue] = {}
+        self.refused: dict[str, GatewayError] = {}
+        for route, venue in settings.exchanges.items():
+            try:
+                check_venue(venue)
+            except GatewayError as exc:
+                self.refused[route] = exc
+            else:
+                self.configured[route] = venue
         self._cache: dict[str, Venue] = dict(self.configured)
 
     def get(self, route: str) -> Venue:
@@ -33,6 +56,9 @@ class VenueRegistry:
         venue = self._cache.get(name)
         if venue is not None:
             return venue
+        refusal = self.refused.get(name)
+        if refusal is not None:  # never served as the plain ccxt exchange of the same name instead
+            raise RouteRefused(f"{refusal} (the route was refused when the config was loaded)", kind=refusal.kind)
         if self.allow_any and name in CCXT_EXCHANGES:
             venue = Venue(route=name, ccxt_id=name)
             self._cache[name] = venue
@@ -40,15 +66,101 @@ class VenueRegistry:
         hint = "a route from the config" if not self.allow_any else "a ccxt exchange id or a configured route"
         raise UnknownRoute(f"unknown exchange {route[:64]!r}: the URL path must name {hint}")
 
+    def peek(self, route: str) -> Venue | None:
+        """The venue a call to `route` would get, or None (unknown or refused); caches nothing."""
+        name = route.lower()
+        venue = self._cache.get(name) or self.configured.get(name)
+        if venue is None and name not in self.refused and self.allow_any and name in CCXT_EXCHANGES:
+            venue = Venue(route=name, ccxt_id=name)
+        return venue
+
+    def resolved(self) -> dict[str, Venue]:
+        """Every route resolved so far (configured ones and ccxt ids called through allow_any)."""
+        return dict(self._cache)
+
     def routes(self) -> list[str]:
         return sorted(self.configured)
 
 
 def check_venue(venue: Venue) -> None:
-    """Raise at startup what would otherwise fail on the first call (unknown id, no sandbox)."""
+    """Raise at startup what would otherwise fail on the first call: an unknown ccxt id, a client
+    that cannot be built from options/ccxt_config, a sandbox that does not switch, a markets_file
+    that is missing or holds no ccxt markets. Sends nothing anywhere."""
     if venue.ccxt_id not in CCXT_EXCHANGES:
-        raise UnknownRoute(f"route {venue.route!r}: {venue.ccxt_id!r} is not a ccxt exchange id")
-    build_exchange(venue, {})
+        hint = _close_ids(venue.ccxt_id)
+        raise UnknownRoute(
+            f"route {venue.route!r}: {venue.ccxt_id!r} is not a ccxt exchange id"
+            + (f" (did you mean {hint}?)" if hint else " (`fmz-gateway exchanges` lists them)")
+        )
+    try:
+        exchange = build_exchange(venue, {})
+    except GatewayError:
+        raise
+    except Exception as exc:  # a ccxt constructor refusing options/ccxt_config
+        raise RouteRefused(
+            f"route {venue.route!r}: the {venue.ccxt_id} client cannot be built from its options/ccxt_config: "
+            f"{type(exc).__name__}: {str(exc)[:200]}",
+            kind="BadRequest",
+        ) from None
+    if venue.markets_file:
+        check_markets_file(venue, exchange.id)
+
+
+def check_markets_file(venue: Venue, exchange_id: str) -> int:
+    """The number of markets in the route's markets_file; RouteRefused when it is missing, not JSON,
+    or not a ccxt markets dict/list (or a gateway snapshot) for this exchange. The file is read
+    again, through ccxt, when the route's markets are first needed (gateway/clients.py)."""
+    path = venue.markets_file or ""
+
+    def refuse(reason: str) -> RouteRefused:
+        return RouteRefused(f"route {venue.route!r}: markets_file {path}: {reason}", kind="BadRequest")
+
+    if not os.path.isfile(path):
+        raise refuse("no such file" if not os.path.exists(path) else "not a file")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = json.load(handle)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise refuse(f"cannot be read: {type(exc).__name__}: {exc}") from None
+    except ValueError as exc:
+        raise refuse(f"not valid JSON: {exc}") from None
+    snapshot = isinstance(document, dict) and "format" in document and isinstance(document.get("markets"), dict)
+    if snapshot and document.get("exchange") not in (None, exchange_id):
+        raise refuse(f"a snapshot of {document.get('exchange')!r}, not of {exchange_id!r}")
+    markets = document["markets"] if snapshot else document
+    if isinstance(markets, dict):
+        markets = list(markets.values())
+    if not isinstance(markets, list) or not markets:
+        raise refuse("expected a non-empty ccxt markets dict (symbol -> market) or list of markets")
+    for market in markets:
+        if not isinstance(market, dict) or not all(isinstance(market.get(k), str) for k in ("id", "symbol")):
+            shown = json.dumps(market, default=str)[:80]
+            raise refuse(f"not a ccxt market (a ccxt market has at least an id and a symbol): {shown}")
+    return len(markets)
+
+
+def alias_problems(settings: Settings) -> list[str]:
+    """Credential aliases whose `routes` name no route: configured routes, and ccxt ids when
+    allow_any_ccxt_exchange is on. Such an alias could never be used where it was meant to be."""
+    any_id = settings.allow_any_ccxt_exchange
+    known = "a configured route" + (" or a ccxt exchange id" if any_id else "")
+    candidates = [*settings.exchanges, *(CCXT_EXCHANGES if any_id else ())]
+    problems = []
+    for alias in settings.credentials.values():
+        for route in alias.routes:
+            if route in settings.exchanges or (any_id and route in CCXT_EXCHANGES):
+                continue
+            hint = _close_ids(route, candidates)
+            problem = f"credentials.{alias.name}.routes: {route!r} is not {known}"
+            problems.append(problem + (f" (did you mean {hint}?)" if hint else ""))
+    return problems
+
+
+def _close_ids(name: str, candidates: Any = None) -> str:
+    import difflib
+
+    matches = difflib.get_close_matches(name, sorted(candidates or CCXT_EXCHANGES), n=3, cutoff=0.6)
+    return " or ".join(repr(m) for m in matches)
 
 
 def build_exchange(venue: Venue, credentials: dict[str, str], extra_config: dict[str, Any] | None = None) -> Any:
@@ -63,6 +175,7 @@ def build_exchange(venue: Venue, credentials: dict[str, str], extra_config: dict
     config.update(extra_config or {})
     config.update(credentials)
     exchange = exchange_class(config)
+    exchange._gateway_venue = venue  # what it was built from: a reload retires clients of a changed route
     _apply_gateway_defaults(exchange, venue)
     if venue.sandbox:
         enable_sandbox(exchange, venue)
@@ -103,3 +216,27 @@ def rewrite_api_urls(urls: Any, api_base: str) -> Any:
     if isinstance(urls, list):
         return [rewrite_api_urls(value, api_base) for value in urls]
     return urls
+
+
+async def probe_api_base(api_base: str, timeout: float = 3.0) -> str | None:
+    """None when a TCP connection to the api_base's host and port opens within `timeout`, else why
+    not. Nothing is sent over it: no request, no TLS handshake (`fmz-gateway check`)."""
+    import asyncio
+    import contextlib
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(api_base)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    where = f"{parts.scheme}://{host}:{port}"
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except TimeoutError:
+        return f"api_base {where} is unreachable: no TCP connection within {timeout:g} s"
+    except OSError as exc:
+        reason = exc.strerror if isinstance(exc, socket.gaierror) or not exc.errno else os.strerror(exc.errno)
+        return f"api_base {where} is unreachable: {reason or type(exc).__name__}"
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return None
