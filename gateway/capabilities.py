@@ -90,6 +90,21 @@ def capability_report(exchange_or_venue: str | Venue, markets: dict | None = Non
     return report
 
 
+def route_report(gateway: Any, route: str) -> dict:
+    """`GET /capabilities/<route>`: the report of a route the gateway serves (`gateway` is
+    dispatch.Gateway), with market counts once the route's markets are loaded. UnknownRoute
+    (kind BadRequest) for a route it does not serve."""
+    venue = gateway.venues.get(route)
+    scope = gateway.pool.scopes.get(venue.market_scope)
+    markets = scope.index.markets if scope is not None and scope.index is not None else None
+    return capability_report(venue, markets=markets)
+
+
+def cli(exchange_id: str | None = None) -> int:
+    """`fmz-gateway exchanges --capabilities [id]`: one exchange's report as JSON, else the table."""
+    return main([exchange_id] if exchange_id else ["--markdown"])
+
+
 def judge(exchange: Any, function: str, groups: list[Group], case: str) -> dict:
     """Best status over the groups, the ccxt calls used there, and the status per group."""
     per_group = {}

@@ -159,7 +159,7 @@ async def set_margin_level(call: Call) -> tuple[Any, Any]:
         try:
             result = await call.exchange.set_leverage(level, market["symbol"])
         except ccxt.BaseError as exc:
-            if not await _already_at(call, market["symbol"], level, exc):
+            if not await leverage_already_at(call, market["symbol"], level, exc):
                 raise
             result = None
         if call.state is not None:  # an explicit level wins over a pending io SetMarginLevel
@@ -167,7 +167,7 @@ async def set_margin_level(call: Call) -> tuple[Any, Any]:
     return True, result if isinstance(result, dict | list) else None
 
 
-async def _already_at(call: Call, symbol: str, level: int, failure: Exception) -> bool:
+async def leverage_already_at(call: Call, symbol: str, level: int, failure: Exception) -> bool:
     """A refused change to the level already set is done, as FMZ answers it (Bybit 110043
     "leverage not modified" arrives as BadRequest): ccxt's NoChange, or the exchange's own current
     leverage read back where it can tell."""

@@ -160,12 +160,52 @@ def test_a_route_report_counts_its_loaded_markets():
     assert report["functions"]["GetPositions"]["status"] == "native"
 
 
+def test_a_served_route_reports_its_markets_once_loaded(tmp_path):
+    markets = {
+        "BTC/USDT": {
+            "symbol": "BTC/USDT",
+            "id": "BTCUSDT",
+            "base": "BTC",
+            "quote": "USDT",
+            "type": "spot",
+            "spot": True,
+        },
+        "ETH/USDT": {
+            "symbol": "ETH/USDT",
+            "id": "ETHUSDT",
+            "base": "ETH",
+            "quote": "USDT",
+            "type": "spot",
+            "spot": True,
+        },
+    }
+    path = tmp_path / "markets.json"
+    path.write_text(json.dumps(markets))
+    config = {"exchanges": {"pinned": {"ccxt": "binance", "markets_file": str(path)}}}
+    gateway = Gateway(parse_settings(config))
+    offline = capabilities.route_report(gateway, "PINNED")
+    assert offline["route"] == "pinned" and offline["exchange"] == "binance" and "markets" not in offline
+
+    async def load() -> dict:
+        try:
+            await gateway.pool.markets(gateway.venues.get("pinned"))
+            return capabilities.route_report(gateway, "pinned")
+        finally:
+            await gateway.pool.close()
+
+    loaded = asyncio.run(load())
+    assert loaded["markets"] == {"total": 2, "spot": 2} and loaded["groups"] == ["spot"]
+    assert loaded["functions"]["GetPositions"]["status"] == "unsupported"  # this route lists no contracts
+    with pytest.raises(errors.UnknownRoute):
+        capabilities.route_report(gateway, "nosuchroute")
+
+
 def test_the_command_line_prints_a_report_or_the_table(capsys):
-    assert capabilities.main(["BYBIT"]) == 0
+    assert capabilities.cli("BYBIT") == 0
     report = json.loads(capsys.readouterr().out)
     assert report["exchange"] == "bybit" and report["functions"]["GetOrder"]["status"] == "native"
     assert capabilities.main(["nosuchexchange"]) == 2
-    assert capabilities.main(["--markdown"]) == 0
+    assert capabilities.cli() == 0  # fmz-gateway exchanges --capabilities
     table = capsys.readouterr().out
     assert table.count("\n| ") == len(ccxt.exchanges) + 1  # a row per exchange after the header
 
