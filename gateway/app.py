@@ -220,7 +220,7 @@ def create_app(settings: Settings) -> GatewayApp:
                 "version": __version__,
                 "usage": "POST /<exchange> with an FMZ General Protocol envelope",
                 "configured_routes": gateway.venues.routes(),
-                "any_ccxt_exchange": settings.allow_any_ccxt_exchange,
+                "any_ccxt_exchange": gateway.settings.allow_any_ccxt_exchange,
                 "ccxt_version": ccxt.__version__,
                 "methods": sorted(METHODS),
             }

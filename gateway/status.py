@@ -78,9 +78,11 @@ class RouteHealth:
     def blocking(self, now: float) -> str | None:
         """Why the exchange cannot serve this route now, from its last answer; None if it can."""
         reason = BLOCKING_OUTCOMES.get(self.last_outcome or "")
-        if reason is None or self.last_outcome_at is None or now - self.last_outcome_at > HEALTH_WINDOW:
-            return None
-        return f"{reason} ({now - self.last_outcome_at:.0f} s ago)"
+        if reason is not None and self.last_outcome_at is not None and now - self.last_outcome_at <= HEALTH_WINDOW:
+            return f"{reason} ({now - self.last_outcome_at:.0f} s ago)"
+        if self.cooldown_left(now) > 0 and "banned" in self.cooldown_reason.lower():  # nothing is sent meanwhile
+            return f"cooling down {self.cooldown_left(now):.0f} s more: {self.cooldown_reason}"
+        return None
 
     def cooldown_left(self, now: float) -> float:
         return max(0.0, self.cooldown_until - now) if self.cooldown_until else 0.0
@@ -181,6 +183,8 @@ def route_problems(gateway: Gateway) -> dict[str, str]:
         elif blocking:
             detail = f": {health.last_error}" if health is not None and health.last_error else ""
             problems[name] = blocking + detail
+    for name, refusal in sorted(getattr(gateway.venues, "refused", {}).items()):  # server.skip_bad_routes
+        problems[name] = f"refused at startup: {refusal}"
     return problems
 
 

@@ -337,6 +337,8 @@ def test_skip_bad_routes_serves_the_others_and_answers_the_refused_with_the_reas
         assert fmz(url, "binance", "ticker", symbol="BTC_USDT")["data"]["symbol"] == "BTC_USDT"
         error = fmz(url, "kucoin", "ticker", symbol="BTC_USDT")["error"]
         assert error.startswith("NotSupported: route 'kucoin': kucoin has no sandbox")  # never live kucoin
+        health = httpx.get(f"{url}/healthz")
+        assert health.status_code == 503 and health.json()["problems"]["kucoin"].startswith("refused at startup")
     finally:
         process.terminate()
         process.wait(timeout=10)

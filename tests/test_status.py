@@ -193,8 +193,10 @@ def test_healthz_names_a_route_whose_exchange_refuses_or_limits(
     assert code == 503 and kind in health["problems"]["binance"] and "okx" not in health["problems"]
     if status == 418:  # the IP cools down (60 s, growing): nothing is sent meanwhile; here the time passes at once
         assert "IP banned" in observed.call("binance", "ticker", {"symbol": "ETH_USDT"})["error"]
+        assert healthz(observed)[0] == 503  # it cannot serve meanwhile
         for budget in observed.app.gateway.pool.limits.public.values():
             budget.cooldown_until = 0.0
+        observed.app.gateway.board.routes["binance"].cooldown_until = None
     observed.data("binance", "ticker", {"symbol": "ETH_USDT"})  # the exchange answers again
     assert healthz(observed)[0] == 200
 
