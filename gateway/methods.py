@@ -18,7 +18,7 @@ import ccxt.async_support as ccxt
 from gateway import convert
 from gateway.calls import Call
 from gateway.errors import BadRequest
-from gateway.fallbacks import Ask, Group, answer, group_of, route_groups, scope_params, scopes
+from gateway.fallbacks import GROUP_ORDER, Ask, Group, answer, group_of, route_groups, scope_params, scopes
 from gateway.protocol import int_param
 from gateway.symbols import FmzSymbol, SymbolRange
 
@@ -106,7 +106,7 @@ async def markets(call: Call) -> tuple[Any, Any]:
     if isinstance(selector, SymbolRange):
         memo_key: tuple = ("markets", str(selector))
     else:
-        memo_key = ("markets", None, tuple(_listing_groups(call)))
+        memo_key = ("markets", None, tuple(_listing_groups(call)), _pinned_option(call))
     cached = call.index.memo.get(memo_key)
     if cached is None:
         chosen = call.index.select(selector) if isinstance(selector, SymbolRange) else listed_markets(call)
@@ -133,17 +133,20 @@ def _listing_groups(call: Call) -> list[Group]:
 
 def listed_markets(call: Call) -> list[dict]:
     """What GetMarkets and GetTickers without a symbol cover: every spot and contract market of the
-    route (options only when SetContractType names one), or the groups SetContractType narrowed to."""
+    route, or the groups SetContractType narrowed to (an option only when it names that option)."""
+    pinned = _pinned_option(call)
+    if pinned is not None:
+        return [call.index.markets[pinned]]
     groups = set(_listing_groups(call))
-    return [m for m in call.index.markets.values() if group_of(m) in groups and _not_an_unnamed_option(call, m)]
+    return [m for m in call.index.markets.values() if group_of(m) in groups and m.get("type") != "option"]
 
 
-def _not_an_unnamed_option(call: Call, market: dict) -> bool:
-    if market.get("type") != "option":
-        return True
+def _pinned_option(call: Call) -> str | None:
+    """The option SetContractType named by its code, if it did (its ccxt symbol)."""
     from gateway.futures import pinned_market
 
-    return pinned_market(call) is market
+    pinned = pinned_market(call)
+    return pinned["symbol"] if pinned is not None and pinned.get("type") == "option" else None
 
 
 async def tickers(call: Call) -> tuple[Any, Any]:
@@ -152,7 +155,7 @@ async def tickers(call: Call) -> tuple[Any, Any]:
     selector = call.symbol_param(required=False)
     if selector is None:
         wanted = listed_markets(call)
-        groups = [g for g in route_groups({m["symbol"]: m for m in wanted})]
+        groups = sorted({group_of(m) for m in wanted}, key=_group_rank)
         asks = [
             Ask(group, symbols=_symbols_of(wanted, group), whole=True, scoped=True, shared=True)
             for group, _ in scopes(call.exchange, "fetchTickers", groups)
@@ -184,6 +187,10 @@ async def tickers(call: Call) -> tuple[Any, Any]:
             continue  # a market without a price (not trading yet, halted) is left out, never zeroed
         raw.append(item.get("info"))
     return data, raw
+
+
+def _group_rank(group: Group) -> int:
+    return GROUP_ORDER.index(group) if group in GROUP_ORDER else len(GROUP_ORDER)
 
 
 def _symbols_of(markets: list[dict], group: Group) -> tuple[str, ...]:

@@ -642,3 +642,25 @@ def test_binance_depth_sizes_are_not_in_ccxt():
 
     asyncio.run(ask())
     assert recorder.sent[0].params["limit"] == "7"  # sent as asked; USDⓈ-M refuses it (-4021)
+
+
+def test_options_are_listed_only_when_set_contract_type_names_one():
+    option = market(
+        "BTC", "USDT", "option", id="BTC-261225-100000-C", symbol="BTC/USDT:USDT-261225-100000-C", option=True
+    )
+    other = market("BTC", "USDT", "option", id="BTC-261225-90000-P", symbol="BTC/USDT:USDT-261225-90000-P", option=True)
+    exchange = make(ccxt.binance, [*BINANCE_MARKETS, option, other])
+    index = MarketIndex(exchange.markets, exchange.id)  # one index: GetMarkets replies are memoised on it
+
+    async def markets(contract_type: str | None) -> list[str]:
+        call = call_for(exchange, "markets", contract_type=contract_type)
+        call.index = index
+        data, _ = await METHODS["markets"].handler(call)
+        return list(data)
+
+    async def ask_all() -> list[list[str]]:
+        return [await markets(c) for c in (None, "BTC-261225-100000-C", "BTC-261225-90000-P", None)]
+
+    everything, first, second, again = asyncio.run(ask_all())
+    assert set(everything) == set(again) == {"BTC_USDT", "BTC_USDT.swap", "BTC_USD.swap"}
+    assert first == ["BTC_USDT.BTC-261225-100000-C"] and second == ["BTC_USDT.BTC-261225-90000-P"]
