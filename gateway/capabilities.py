@@ -72,6 +72,7 @@ def capability_report(exchange_or_venue: str | Venue, markets: dict | None = Non
         functions[function] = {"method": method, **judge(exchange, function, groups, case)}
         if function in WITHOUT_SYMBOL:
             functions[function]["without_symbol"] = judge(exchange, function, groups, MANY)["status"]
+            functions[function]["symbol_required"] = symbol_required(exchange, function, groups)
     report: dict[str, Any] = {
         "exchange": exchange_id,
         "name": getattr(exchange, "name", exchange_id),
@@ -116,6 +117,17 @@ def judge(exchange: Any, function: str, groups: list[Group], case: str) -> dict:
     best = max((g["status"] for g in per_group.values()), key=RANK.__getitem__, default=UNSUPPORTED)
     via = next((g["via"] for g in per_group.values() if g["status"] == best), [])
     return {"status": best, "via": via, "groups": per_group}
+
+
+def symbol_required(exchange: Any, function: str, groups: list[Group]) -> list[str]:
+    """The function's usable ccxt calls that ccxt's `features` say need a symbol (group: method);
+    the gateway still tries them without one (ccxt refuses with ArgumentsRequired where it must)."""
+    return [
+        f"{group_name(group)}: {row.ccxt}"
+        for group in groups
+        for row in usable_rows(exchange, function, group, MANY)
+        if row.symbol_required(exchange, group)
+    ]
 
 
 def _first_row(function: str, group: Group, case: str) -> Any:

@@ -3,11 +3,13 @@
 `TABLES` holds, per FMZ function, the ccxt calls that can answer it, best first. A row is used
 when ccxt says the exchange has the method (`has`) and ccxt's `features` for the market's type
 (`spot`, `swap.linear`, `future.inverse`, ...) do not rule it out (the method listed as `None`
-for that type, or `symbolRequired` where the call names no instrument). A row that raises
-`ArgumentsRequired` or `NotSupported` when called hands over to the next one (Bybit's fetchOrder
-on a unified account asks for `acknowledged` and suggests fetchOpenOrder / fetchClosedOrder;
-the next rows are exactly those). `answer()` runs a table; `usable_rows()` is what the
-capability report (gateway/capabilities.py) reads, so the report cannot drift from behaviour.
+for that type). A row that raises `ArgumentsRequired` or `NotSupported` when called hands over
+to the next one (Bybit's fetchOrder on a unified account asks for `acknowledged` and suggests
+fetchOpenOrder / fetchClosedOrder; the next rows are exactly those; a listing that needs a
+symbol raises ArgumentsRequired before sending anything). `features`' `symbolRequired` is
+reported, not obeyed: it overstates some exchanges (kucoin lists open orders without one).
+`answer()` runs a table; `usable_rows()` is what the capability report (gateway/capabilities.py)
+reads, so the report cannot drift from behaviour.
 
 Accounts: ccxt picks the account a call without a symbol reaches from `options` (`defaultType`,
 `defaultSubType`, or the method's own entry): Hyperliquid and Bybit default to swap, Binance to
@@ -206,10 +208,10 @@ class Row:
             return False
         if self.when not in (ANY, case):
             return False
-        entry = feature(exchange, group, self.ccxt)
-        if entry is None:  # ccxt: not for this market type
-            return False
-        return not (case == MANY and self.symbol_required(exchange, group))
+        # ccxt's `symbolRequired` does not rule a row out: where the method really needs a symbol,
+        # ccxt raises ArgumentsRequired before sending anything (and the next row is tried), and
+        # where features overstate it (kucoin lists every open order without one) the call works.
+        return feature(exchange, group, self.ccxt) is not None  # None: ccxt says not for this market type
 
     def symbol_required(self, exchange: Any, group: Group) -> bool:
         """ccxt's `symbolRequired` for this row's method (a per-instrument row always has one)."""
@@ -518,18 +520,13 @@ def usable_rows(exchange: Any, function: str, group: Group, case: str = ONE) -> 
 async def answer(call: Any, function: str, ask: Ask) -> Any:
     """The first answer a usable row gives; ArgumentsRequired / NotSupported move on to the next row.
 
-    NotSupported naming the FMZ function where no row is usable; BadRequest where rows exist but
-    each needs an instrument (ccxt's `symbolRequired`) and the call names none; OrderNotFound where
-    the rows that look for an order did not find it."""
+    NotSupported naming the FMZ function where no row is usable; BadRequest where the call names no
+    instrument and every row asked for one (ArgumentsRequired); OrderNotFound where the rows that
+    look for an order did not find it."""
     exchange = call.exchange
     usable = usable_rows(exchange, function, ask.group, ask.case)
     rows = [row for row in usable if row.fans_out_to(ask)]
     if not rows:
-        if ask.case == MANY and any(
-            row.when != ONE and row.symbol_required(exchange, ask.group)
-            for row in usable_rows(exchange, function, ask.group, ONE)
-        ):
-            raise BadRequest(f"{function} on {call.exchange_id} needs a symbol: the exchange answers it per instrument")
         if usable and not ask.whole:
             raise BadRequest(
                 f"{function} on {call.exchange_id} asks one instrument per request: name at most {MAX_PER_SYMBOL}"
@@ -551,6 +548,8 @@ async def answer(call: Any, function: str, ask: Ask) -> Any:
     if any(isinstance(exc, NotHere | ccxt.OrderNotFound) for exc in moved_on):
         looked = ", ".join(row.ccxt for row in rows)
         raise ccxt.OrderNotFound(f"{call.exchange_id} order {ask.order_id} not found (looked with {looked})")
+    if ask.case == MANY and all(isinstance(exc, ccxt.ArgumentsRequired) for exc in moved_on):
+        raise BadRequest(f"{function} on {call.exchange_id} needs a symbol ({moved_on[-1]})")
     raise moved_on[-1]
 
 

@@ -94,14 +94,14 @@ def contract_groups(call: Call) -> list[Group]:
 def account_groups(call: Call) -> list[Group]:
     """The account(s) FMZ means by a private call without a symbol (GetAccount, GetOrders,
     GetHistoryOrders): what SetContractType chose, else the route's own default (a swap route),
-    else spot, or on a contracts-only route its contracts."""
+    else spot, or on a contracts-only exchange (ccxt: no spot; the route lists none) its contracts."""
     narrowed = narrowed_groups(call)
     if narrowed:
         return narrowed
     listed = route_groups(call.index.markets)
     if call.default_contract == "swap":
         return [g for g in listed if g[0] == "swap"] or [("swap", "linear")]
-    if ("spot", None) in listed or not listed:
+    if ("spot", None) in listed or call.exchange.has.get("spot") or not listed:  # ccxt: the class has spot
         return [("spot", None)]
     return [g for g in listed if g[0] != "spot"]
 

@@ -60,7 +60,9 @@ def test_well_known_exchanges(reports):
         "via": ["fetchCanceledAndClosedOrders", "fetchClosedOrders"],
         "groups": None,
         "without_symbol": "fallback",
+        "symbol_required": [],
     }
+    assert "spot: fetchOrders" in binance["functions"]["GetHistoryOrders"]["symbol_required"]
     assert reports["hyperliquid"]["credentials"]["required"] == ["privateKey", "walletAddress"]
     assert reports["okx"]["credentials"]["required"] == ["apiKey", "secret", "password"]
 

@@ -264,13 +264,22 @@ def test_the_last_refusal_is_the_answer_when_every_row_refuses():
         find(exchange)
 
 
-def test_a_listing_ccxt_serves_per_symbol_only_needs_a_symbol():
+def test_a_listing_features_say_needs_a_symbol_is_still_asked_without_one():
+    """ccxt's features overstate symbolRequired for some exchanges (kucoin lists every open order)."""
     features = {"spot": {"fetchOpenOrders": {"symbolRequired": True}}}
-    exchange = Stub({"fetchOpenOrders": True}, features, fetch_open_orders=[])
-    ask = Ask(SPOT, whole=True)
-    with pytest.raises(BadRequest, match="GetOrders on stub needs a symbol"):
-        asyncio.run(fallbacks.answer(stub_call(exchange), "GetOrders", ask))
-    assert exchange.asked == []
+    exchange = Stub({"fetchOpenOrders": True}, features, fetch_open_orders=[ORDER])
+    assert asyncio.run(fallbacks.answer(stub_call(exchange), "GetOrders", Ask(SPOT, whole=True))) == [ORDER]
+
+
+def test_listings_that_all_want_a_symbol_answer_that_one_is_needed():
+    exchange = Stub(
+        {"fetchOrders": True, "fetchClosedOrders": True},
+        fetch_orders=ccxt.ArgumentsRequired("stub fetchOrders() requires a symbol argument"),
+        fetch_closed_orders=ccxt.ArgumentsRequired("stub fetchClosedOrders() requires a symbol argument"),
+    )
+    with pytest.raises(BadRequest, match=r"GetHistoryOrders on stub needs a symbol \(stub fetchClosedOrders"):
+        asyncio.run(fallbacks.answer(stub_call(exchange), "GetHistoryOrders", Ask(SPOT, whole=True)))
+    assert exchange.asked == ["fetch_orders", "fetch_closed_orders"]
 
 
 def test_tickers_one_by_one_only_for_a_few_named_instruments():

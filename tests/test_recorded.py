@@ -325,14 +325,7 @@ PROOFS = [
     Proof("hyperliquid", "positions", "fetchPositions"),
     Proof("hyperliquid", "records", "fetchOHLCV"),
     Proof("hyperliquid", "accounts", "fetchBalance", 1, params={"symbol": "BTC_USDC.swap"}),
-    Proof(
-        "hyperliquid",
-        "assets",
-        "fetchBalance",
-        0,
-        xfail="hyperliquid: GetAssets/GetAccount on spot send no account type, so ccxt reads its default (swap) "
-        "account (clearinghouseState) instead of the spot balances (spotClearinghouseState)",
-    ),
+    Proof("hyperliquid", "assets", "fetchBalance", 0),  # spot: ccxt's default account there is swap
     Proof("poloniex", "depth", "fetchOrderBook"),
     Proof("poloniex", "tickers", "fetchTickers", params={"symbol": "USDT.swap"}),
     Proof(
@@ -349,14 +342,7 @@ PROOFS = [
     Proof("kucoin", "trades", "fetchTrades"),
     Proof("kucoin", "accounts", "fetchBalance"),
     Proof("kucoin", "orders", "fetchOpenOrders", params={"symbol": "LTC_USDT"}),
-    Proof(
-        "kucoin",
-        "orders",
-        "fetchOpenOrders",
-        xfail="kucoin: GetOrders without a symbol is refused because ccxt's features say symbolRequired, though "
-        "kucoin lists every open order without one (this recorded answer): BadRequest: GetOrders on kucoin needs a "
-        "symbol: the exchange answers it per instrument",
-    ),
+    Proof("kucoin", "orders", "fetchOpenOrders"),  # no symbol: ccxt's features overstate symbolRequired
     Proof("kucoin", "order", "fetchOrder"),
     Proof("kucoin", "historyorders", "fetchClosedOrders"),
     Proof("bybit", "trade", "createMarketBuyOrderWithCost"),
