@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import binance_coinm, binance_futures, binance_futures_account, binance_spot
+from . import binance_coinm, binance_futures, binance_futures_account, binance_spot, binance_ws
 from .binance_common import BinanceError, Call, Endpoint, FakeBinance, authenticate, parse_params
 from .engine import Engine, Instrument
 
@@ -165,4 +165,5 @@ def create_app(engine: Engine, credentials: dict[str, str]) -> Starlette:
 
     app = Starlette(routes=[Route("/{path:path}", dispatch, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])])
     app.state.fake = fake
+    app.state.ws = binance_ws.mount(app, engine)  # market streams (websocket), on the same engine
     return app

@@ -21,7 +21,6 @@ from .binance_common import (
     FakeBinance,
     OrderMeta,
     agg_trades,
-    book_levels,
     client_order_id,
     fixed,
     kline_rows,
@@ -161,10 +160,10 @@ def depth(fake: FakeBinance, call: Call) -> dict:
         raise BinanceError(
             -1100, "Illegal characters found in parameter 'limit'; legal range is '5, 10, 20, 50, 100, 500, 1000'."
         )
-    asks, bids = book_levels(inst, limit)
+    seq, asks, bids = fake.engine.book_state(inst.key, limit)  # the id the websocket diffs continue
     now = now_ms()
     return {
-        "lastUpdateId": now,
+        "lastUpdateId": seq,
         "E": now,
         "T": now,
         "bids": [[px(inst, p), qty(inst, q)] for p, q in bids],

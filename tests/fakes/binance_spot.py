@@ -18,7 +18,6 @@ from .binance_common import (
     FakeBinance,
     OrderMeta,
     agg_trades,
-    book_levels,
     client_order_id,
     f8,
     kline_rows,
@@ -153,9 +152,9 @@ def depth(fake: FakeBinance, call: Call) -> dict:
             -1100,
             "Illegal characters found in parameter 'limit'; legal range is '5, 10, 20, 50, 100, 500, 1000, 5000'.",
         )
-    asks, bids = book_levels(inst, limit)
+    seq, asks, bids = fake.engine.book_state(inst.key, limit)  # the id the websocket diffs continue
     return {
-        "lastUpdateId": now_ms(),
+        "lastUpdateId": seq,
         "bids": [[f8(p), f8(q)] for p, q in bids],
         "asks": [[f8(p), f8(q)] for p, q in asks],
     }

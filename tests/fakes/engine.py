@@ -162,6 +162,12 @@ class Engine:
         self._trade_ids = itertools.count(5000001)
         self.lock = threading.RLock()
         self.default_leverage = 20
+        # Book update ids per instrument (Binance's lastUpdateId / U / u, OKX's seqId): one per change
+        # of the book, starting from the clock so they look like the exchange's. Listeners (the
+        # websocket fakes) are told the instrument key after every change, from the changing thread.
+        start = _now_ms()
+        self.book_seqs: dict[str, int] = dict.fromkeys(self.instruments, start)
+        self.listeners: list = []
 
     # --- accounts -------------------------------------------------------------
     def account(self, key: str) -> Account:
@@ -406,6 +412,33 @@ class Engine:
                     order.side == "sell" and order.price <= inst.best_bid()
                 ):
                     self.fill(order.id, order.remaining)
+            self.book_seqs[inst.key] += 1
+        self._changed(inst.key)
+
+    def book_seq(self, inst_key: str) -> int:
+        """The id of the book's latest change (what a REST snapshot calls lastUpdateId)."""
+        with self.lock:
+            return self.book_seqs[self.instrument(inst_key).key]
+
+    def touch(self, inst_key: str) -> int:
+        """An update that changes no level (the exchange's steady cadence): the id moves on."""
+        with self.lock:
+            key = self.instrument(inst_key).key
+            self.book_seqs[key] += 1
+            seq = self.book_seqs[key]
+        self._changed(key)
+        return seq
+
+    def book_state(self, inst_key: str, depth: int) -> tuple[int, list, list]:
+        """(update id, asks, bids) read together, so a snapshot and its id always match."""
+        with self.lock:
+            inst = self.instrument(inst_key)
+            asks, bids = inst.book(depth)
+            return self.book_seqs[inst.key], asks, [(p, q) for p, q in bids if p > 0]
+
+    def _changed(self, inst_key: str) -> None:
+        for listener in list(self.listeners):
+            listener(inst_key)
 
     # --- public data --------------------------------------------------------------
     def candles(self, inst_key: str, interval_s: int, end_ms: int | None = None, limit: int = 100) -> list[tuple]:

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import okx_private, okx_public, okx_trade
+from . import okx_private, okx_public, okx_trade, okx_ws
 from .engine import Engine, Instrument
 from .okx_common import Call, OkxError, Venue, delivery_dates, envelope, yymmdd
 
@@ -102,4 +102,5 @@ def create_app(engine: Engine, credentials: dict[str, tuple[str, str]]) -> Starl
     app.state.venue = venue
     app.state.engine = engine
     app.state.simulated_trading = None
+    app.state.ws = okx_ws.mount(app, engine)  # public websocket (tickers, books), on the same engine
     return app
