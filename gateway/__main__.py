@@ -86,13 +86,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--online", action="store_true", help="also load every route's markets from its exchange (sends requests)"
     )
     check.add_argument("--timeout", type=float, default=30.0, help="seconds per route for --online (default 30)")
-    commands.add_parser("exchanges", help="list the ccxt exchange ids a route may name")
+    exchanges = commands.add_parser("exchanges", help="list the ccxt exchange ids a route may name")
+    exchanges.add_argument(
+        "--capabilities",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ID",
+        help="FMZ functions per exchange (native / fallback / unsupported), credentials, sandbox: "
+        "one exchange's report as JSON, or the table of all",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "exchanges":
+        if args.capabilities is not None:
+            from gateway.capabilities import cli
+
+            return cli(args.capabilities or None)
         import ccxt.async_support as ccxt_async
 
         print("\n".join(ccxt_async.exchanges))

@@ -29,8 +29,9 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from gateway import __version__
+from gateway.capabilities import route_report
 from gateway.dispatch import Gateway
-from gateway.errors import BadRequest, error_message
+from gateway.errors import BadRequest, GatewayError, error_message
 from gateway.methods import METHODS
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.protocol import error_body
@@ -235,6 +236,12 @@ def create_app(settings: Settings) -> GatewayApp:
         detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
         return json_response(error_body(f"HTTPError: {detail}"), status=status)
 
+    async def capabilities_of(request: Request) -> Response:
+        try:
+            return json_response(route_report(gateway, request.path_params["route"]))
+        except GatewayError as exc:
+            return json_response(error_body(error_message(exc)), status=404)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
@@ -246,6 +253,7 @@ def create_app(settings: Settings) -> GatewayApp:
         Route("/healthz", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/status", status, methods=["GET"]),
+        Route("/capabilities/{route}", capabilities_of, methods=["GET"]),
         Route("/{route}", wrong_verb, methods=verbs),
         Route("/{path:path}", not_found, methods=verbs),
     ]

@@ -29,7 +29,7 @@ from typing import Any
 
 import ccxt.async_support as ccxt
 
-from gateway import client_ids, convert
+from gateway import client_ids, convert, fallbacks
 from gateway.calls import Call
 from gateway.errors import (
     BadRequest,
@@ -234,11 +234,14 @@ async def prepare(call: Call, order: OrderRequest, client_id: str | None) -> Pre
         return PreparedOrder(symbol, "limit", order.side, float(order.amount), float(order.price), params, client_id)
     if not order.spends_quote:
         return PreparedOrder(symbol, "market", order.side, float(order.amount), None, params, client_id)
-    if call.has("createMarketBuyOrderWithCost"):  # ccxt's own way to spend quote currency
+    if fallbacks.market_buy_by_cost(call.exchange, order.market):  # ccxt's own way to spend quote currency
         params["cost"] = float(order.amount)
         return PreparedOrder(symbol, "market", "buy", float(order.amount), None, params, client_id)
     quantity = await _quantity_for_cost(call, order.market, order.amount)
-    return PreparedOrder(symbol, "market", "buy", float(quantity), None, params, client_id)
+    price = None
+    if fallbacks.market_buy_needs_price(call.exchange, order.market):  # ccxt computes the cost from it
+        price = await _reference_price(call, symbol, "buy")
+    return PreparedOrder(symbol, "market", "buy", float(quantity), price, params, client_id)
 
 
 async def send(call: Call, prepared: PreparedOrder) -> dict:
@@ -351,6 +354,10 @@ async def apply_pending_leverage(call: Call, market: dict) -> None:
     try:
         await call.exchange.set_leverage(state.margin_level, symbol)
     except ccxt.BaseError as exc:
+        from gateway.futures import leverage_already_at  # futures imports this module
+
+        if await leverage_already_at(call, symbol, state.margin_level, exc):
+            return
         context = f"SetMarginLevel({state.margin_level}) failed for {symbol}, so the order was not sent"
         raise in_context(exc, context) from None
     finally:

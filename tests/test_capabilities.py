@@ -256,3 +256,26 @@ def test_every_ccxt_exchange_answers_a_ticker_cleanly_without_a_network():
             unclean[exchange_id] = reply
     assert unclean == {}
     assert all(capability_report(i)["exchange"] == i for i in ccxt.exchanges)
+
+
+def test_the_cli_and_the_http_route_give_the_report(gateway):
+    """`fmz-gateway exchanges --capabilities [id]` and `GET /capabilities/<route>`."""
+    import json
+    import subprocess
+    import sys
+
+    import httpx
+
+    one = subprocess.run(
+        [sys.executable, "-m", "gateway", "exchanges", "--capabilities", "bybit"], capture_output=True, text=True
+    )
+    report = json.loads(one.stdout)
+    assert one.returncode == 0 and report["exchange"] == "bybit" and report["functions"]["GetOrder"]["status"]
+    table = subprocess.run(
+        [sys.executable, "-m", "gateway", "exchanges", "--capabilities"], capture_output=True, text=True
+    )
+    assert table.returncode == 0 and "| hyperliquid |" in table.stdout
+    served = httpx.get(f"{gateway.url}/capabilities/okx")
+    assert served.status_code == 200 and served.json()["exchange"] == "okx"
+    missing = httpx.get(f"{gateway.url}/capabilities/nosuchroute")
+    assert missing.status_code == 404 and missing.json()["error"].startswith("BadRequest:")
