@@ -47,9 +47,15 @@ class CountingApp:
         await self.app(scope, receive, send)
 
 
-def build_app(latency_ms: float, keys: int) -> CountingApp:
+def build_app(latency_ms: float, keys: int, ops: bool = False, weight_limit: int = 0) -> CountingApp:
+    """`ops` (scripts/bench --ops): the latency, Binance's per-IP weight limit (`weight_limit`, 0: off),
+    random failures and the request log of bench/weights.py instead of the FaultInjector's latency."""
     credentials = {key_name(n): BENCH_SECRET for n in range(keys)}
     app = binance.create_app(binance.default_engine(), credentials)
+    if ops:
+        from bench.weights import OpsFake
+
+        return CountingApp(OpsFake(app, latency_ms, weight_limit))
     return CountingApp(FaultInjector(app, latency_ms=latency_ms, record=False))
 
 
@@ -59,8 +65,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--keys", type=int, default=1000)
+    parser.add_argument("--ops", action="store_true", help="weight limit, failures and request log (--ops bench)")
+    parser.add_argument("--weight-limit", type=int, default=0, help="with --ops: Binance weight per IP per minute")
     args = parser.parse_args()
-    app = build_app(args.latency_ms, args.keys)
+    app = build_app(args.latency_ms, args.keys, args.ops, args.weight_limit)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, server_header=False)
 
 

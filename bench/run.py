@@ -19,6 +19,7 @@ import json
 import math
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -53,6 +54,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--chaos", action="store_true", help="run the chaos bench instead: scripts/bench --chaos --help"
     )
+    parser.add_argument(
+        "--ops", action="store_true", help="rate limits on, soak, faults vs deadlines: scripts/bench --ops --help"
+    )
+    parser.add_argument("--soak", metavar="MINUTES", help="the --ops soak alone (default 10 minutes)")
     args = parser.parse_args(argv)
     args.duration = args.duration or (1.0 if args.quick else 4.0)
     args.warmup = args.warmup if args.warmup is not None else (0.3 if args.quick else 0.5)
@@ -261,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import chaos
 
         return chaos.main([arg for arg in argv if arg != "--chaos"])
+    if "--ops" in argv or "--soak" in argv:  # operation: rate limits on, soak, faults vs deadlines
+        from bench import ops
+
+        return ops.main(ops_argv(argv))
     args = parse_args(argv)
     started = time.time()
     try:
@@ -290,6 +299,24 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(finite(doc), indent=2, default=str, allow_nan=False) + "\n")
     print(report(doc, targets, args, elapsed, out))
     return 1 if args.strict and not all(t.passed for t in targets) else 0
+
+
+def ops_argv(argv: list[str]) -> list[str]:
+    """`--ops ...` -> bench/ops.py's options; `--soak [minutes]` -> `--soak-only [--soak-minutes minutes]`."""
+    out, items = [], iter(argv)
+    for arg in items:
+        if arg == "--ops":
+            continue
+        if arg == "--soak":
+            out.append("--soak-only")
+            continue
+        if out and out[-1] == "--soak-only" and re.fullmatch(r"\d+(\.\d+)?", arg):
+            out += ["--soak-minutes", arg]
+            continue
+        out.append(arg)
+    if "--ops" in argv and "--soak-only" in out:  # --ops --soak N: every phase, with an N-minute soak
+        out.remove("--soak-only")
+    return out
 
 
 def report(doc: dict[str, Any], targets: list, args: argparse.Namespace, elapsed: float, out: Path) -> str:
