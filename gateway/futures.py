@@ -44,6 +44,10 @@ async def positions(call: Call) -> tuple[Any, Any]:
         result = _distinct_positions(p for listing in listings for p in listing)
         if isinstance(selector, SymbolRange):
             result = [p for p in result if selector.matches(call.index.markets.get(p.get("symbol") or "", {}))]
+    unreadable = [p for p in result if p.get("contracts") is None and p.get("entryPrice")]
+    if unreadable:  # an open position whose size ccxt could not read: never answered as "no position"
+        symbols = ", ".join(sorted({str(p.get("symbol")) for p in unreadable}))
+        raise ccxt.BadResponse(f"{call.exchange_id} lists a position in {symbols} whose size ccxt cannot read")
     open_positions = [p for p in result if convert.num(p.get("contracts"))]
     data = []
     for position in open_positions:
@@ -157,7 +161,7 @@ async def set_margin_level(call: Call) -> tuple[Any, Any]:
         raise not_supported("SetMarginLevel", call.exchange_id)
     async with leverage_lock(call, market["symbol"]):  # the key's orders for this contract wait for it
         try:
-            result = await call.exchange.set_leverage(level, market["symbol"])
+            result = await change_leverage(call, level, market["symbol"])
         except ccxt.BaseError as exc:
             if not await leverage_already_at(call, market["symbol"], level, exc):
                 raise
@@ -165,6 +169,20 @@ async def set_margin_level(call: Call) -> tuple[Any, Any]:
         if call.state is not None:  # an explicit level wins over a pending io SetMarginLevel
             call.state.leverage_settled.add(market["symbol"])
     return True, result if isinstance(result, dict | list) else None
+
+
+DEFAULT_MARGIN_MODE = "cross"  # where ccxt insists on naming one: FMZ's default margin mode
+
+
+async def change_leverage(call: Call, level: int, symbol: str) -> Any:
+    """ccxt's set_leverage; where ccxt refuses it without a margin mode (poloniex, raised before
+    anything is sent), again with the cross margin mode FMZ uses by default."""
+    try:
+        return await call.exchange.set_leverage(level, symbol)
+    except ccxt.ArgumentsRequired as exc:
+        if "marginmode" not in str(exc).lower():
+            raise
+        return await call.exchange.set_leverage(level, symbol, {"marginMode": DEFAULT_MARGIN_MODE})
 
 
 async def leverage_already_at(call: Call, symbol: str, level: int, failure: Exception) -> bool:

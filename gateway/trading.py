@@ -351,11 +351,11 @@ async def apply_pending_leverage(call: Call, market: dict) -> None:
     symbol = market["symbol"]
     if symbol in state.leverage_settled:
         return
-    try:
-        await call.exchange.set_leverage(state.margin_level, symbol)
-    except ccxt.BaseError as exc:
-        from gateway.futures import leverage_already_at  # futures imports this module
+    from gateway.futures import change_leverage, leverage_already_at  # futures imports this module
 
+    try:
+        await change_leverage(call, state.margin_level, symbol)
+    except ccxt.BaseError as exc:
         if await leverage_already_at(call, symbol, state.margin_level, exc):
             return
         context = f"SetMarginLevel({state.margin_level}) failed for {symbol}, so the order was not sent"
