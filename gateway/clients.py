@@ -345,6 +345,7 @@ class ClientPool:
     _spares: dict[str, list] = field(default_factory=dict)  # route -> prebuilt keyless clients
     _closed: bool = False
     limits: ratelimit.RateLimits = field(default_factory=ratelimit.RateLimits)
+    streams: Any = None  # gateway/streams.py's StreamHub (websocket clients), made on first use
 
     def __post_init__(self) -> None:
         self.private_clients = _ClientCache(self.settings.max_clients, self.settings.idle_ttl, self._retire)
@@ -408,6 +409,7 @@ class ClientPool:
         handle = self.public_clients.get(venue.route)
         if handle is None:
             handle = ClientHandle(self._limit(self._build(venue, {}), venue), scope)
+            handle.exchange._gateway_pool = self  # how gateway/streams.py finds the venue's stream client
             self.public_clients[venue.route] = handle
         return handle
 
@@ -499,6 +501,8 @@ class ClientPool:
         }
 
     async def close(self) -> None:
+        if self.streams is not None:  # websocket clients first: their tasks use the clients below
+            await self.streams.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
         exchanges = [h.exchange for h in self.private_clients.values()]

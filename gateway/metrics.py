@@ -14,6 +14,8 @@ the cache, the rate limiter and the read policy count with plain functions:
     metrics.budget(route, used, limit)           # the rate budget in use in the current window
     metrics.retry(route, method)                 # a read is retried (gateway/calls.py)
     metrics.coalesced(route, read)               # a read joined an identical one in flight
+    metrics.stream_answer(route, kind, source)   # a streamed symbol answered from "stream" or "rest"
+    metrics.stream_event(route, kind, event)     # subscribed, closed, reconnect, resync, capped
 
 Outside a call (background tasks) they go to the most recently created gateway. They never raise.
 """
@@ -114,6 +116,18 @@ class Metrics:
             f"{PREFIX}_cooldowns",
             "Times a route stopped sending for a while (rate limited, banned)",
             ("route",),
+            registry=r,
+        )
+        self.stream_answers = Counter(
+            f"{PREFIX}_stream_answers",
+            "GetTicker/GetDepth asks on streamed symbols, by source: stream (from memory) or rest (stale, broken)",
+            ("route", "kind", "source"),
+            registry=r,
+        )
+        self.stream_events = Counter(
+            f"{PREFIX}_stream_events",
+            "Websocket stream events: subscribed, closed, reconnect, resync (book rebuilt), capped",
+            ("route", "kind", "event"),
             registry=r,
         )
         if collect is not None:
@@ -232,6 +246,20 @@ def retry(route: str, method: str) -> None:
 
 def coalesced(route: str, read: str) -> None:
     _call("coalesced", route, read)
+
+
+def stream_answer(route: str, kind: str, source: str) -> None:
+    with contextlib.suppress(Exception):
+        m = active()
+        if m is not None:
+            m.stream_answers.labels(route, kind, source).inc()
+
+
+def stream_event(route: str, kind: str, event: str) -> None:
+    with contextlib.suppress(Exception):
+        m = active()
+        if m is not None:
+            m.stream_events.labels(route, kind, event).inc()
 
 
 def _call(name: str, *args: Any) -> None:

@@ -218,6 +218,23 @@ def rewrite_api_urls(urls: Any, api_base: str) -> Any:
     return urls
 
 
+def rewrite_ws_urls(urls: Any, api_base: str) -> Any:
+    """Point a ccxt.pro `urls['api']['ws']` tree at `api_base` (http -> ws, https -> wss). The real
+    host becomes the first path segment (`wss://stream.binance.com:9443/ws` ->
+    `ws://127.0.0.1:8080/stream.binance.com:9443/ws`): one server stands in for several stream hosts
+    that share paths, and ccxt.pro classes that tell markets apart by their URL still can."""
+    if isinstance(urls, str):
+        match = re.match(r"^wss?://([^/]+)(.*)$", urls, re.IGNORECASE)
+        if match is None:
+            return urls
+        return re.sub(r"^http", "ws", api_base, flags=re.IGNORECASE) + "/" + match.group(1) + match.group(2)
+    if isinstance(urls, dict):
+        return {key: rewrite_ws_urls(value, api_base) for key, value in urls.items()}
+    if isinstance(urls, list):
+        return [rewrite_ws_urls(value, api_base) for value in urls]
+    return urls
+
+
 async def probe_api_base(api_base: str, timeout: float = 3.0) -> str | None:
     """None when a TCP connection to the api_base's host and port opens within `timeout`, else why
     not. Nothing is sent over it: no request, no TLS handshake (`fmz-gateway check`)."""

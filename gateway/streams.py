@@ -1,0 +1,514 @@
+"""Market data from the exchange's websocket: GetTicker and GetDepth answered from memory.
+
+Per route, `streams: {ticker: auto, depth: auto, max_age_ms: 2000}` (`off | on | auto`):
+
+- `on`: every symbol asked for is subscribed (up to the route's cap);
+- `auto` (the default): a symbol asked for at least `HOT_CALLS` times within `HOT_WINDOW_S`
+  becomes hot and is subscribed; a subscription unused for `IDLE_CLOSE_S` is closed;
+- `off`: REST only.
+
+Every route gets at most `MAX_PER_ROUTE` subscriptions (ticker and depth counted apart). One
+public `ccxt.pro` client per venue serves every subscription of the route, whoever asks; it
+shares the venue scope's markets by reference (`MarketState.share`, never loaded per stream), and
+its REST requests (Binance's book snapshots) go through the route's rate budgets.
+
+A background task per subscription loops `watch_ticker` / `watch_order_book` and keeps the latest
+state and the time it arrived. An answer comes from memory only when that state is younger than
+`max_age_ms` and the stream is healthy; otherwise `fresh()` returns None and the handler asks the
+exchange over REST exactly as without streams. A book that ccxt.pro rejects (a sequence gap:
+InvalidNonce / ChecksumError; OKX's CRC32 checksum, checked here) is dropped to REST until it has
+been rebuilt from a new snapshot, a crossed book (best bid >= best ask) is never served, a broken
+connection is retried with backoff (`RECONNECT_MIN_S` doubling to `RECONNECT_MAX_S`), and a stream
+silent for `SILENT_RECONNECT_S` has its connection closed and opened again. An exchange that
+ccxt.pro lacks, or whose class does not have watchTicker/watchOrderBook, stays on REST.
+
+Limits: a quiet market whose exchange sends nothing for longer than `max_age_ms` is answered over
+REST (age is that of the latest exchange message for the symbol); a depth `limit` deeper than the
+streamed book (`BOOK_DEPTH` levels) is answered over REST; a GetDepth without `limit` is answered
+with the streamed levels (up to `BOOK_DEPTH`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import zlib
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import ccxt.pro as ccxtpro
+
+from gateway import metrics
+from gateway.venues import Venue, enable_sandbox, rewrite_api_urls, rewrite_ws_urls
+
+log = logging.getLogger("gateway.streams")
+
+KINDS = ("ticker", "depth")
+MODES = ("off", "on", "auto")
+DEFAULT_MODE = "auto"
+DEFAULT_MAX_AGE_MS = 2000
+HOT_CALLS = 3  # auto: asked this many times ...
+HOT_WINDOW_S = 10.0  # ... within this many seconds makes a symbol hot
+IDLE_CLOSE_S = 300.0  # a subscription nobody asked for in 5 minutes is closed
+MAX_PER_ROUTE = 200  # subscriptions per route and kind
+BOOK_DEPTH = 100  # levels a streamed book keeps (deeper GetDepth limits go to REST)
+RECONNECT_MIN_S = 0.25
+RECONNECT_MAX_S = 30.0
+SILENT_RECONNECT_S = 10.0  # a subscription silent this long gets a new connection
+SWEEP_S = 5.0
+# ccxt.pro options per exchange family: the ticker stream that carries bid/ask where there is a choice.
+TICKER_PARAMS = {"binance": {"name": "ticker"}}
+BOOK_ERRORS = (ccxtpro.ChecksumError, ccxtpro.InvalidNonce)
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
+@dataclass
+class Stream:
+    """One subscription: the latest state and its health."""
+
+    kind: str
+    symbol: str
+    started: float = field(default_factory=_now)
+    last_used: float = field(default_factory=_now)
+    latest: Any = None
+    received: float = 0.0  # monotonic time of the latest exchange message
+    healthy: bool = False  # False until a state arrived, and after an error until a new one
+    error: str | None = None
+    updates: int = 0
+    reconnects: int = 0
+    resyncs: int = 0  # books dropped for a sequence or checksum failure, or crossed
+    task: asyncio.Task | None = None
+
+    def age_ms(self, now: float | None = None) -> float | None:
+        return None if not self.received else ((now or _now()) - self.received) * 1000
+
+
+class RouteStreams:
+    """The streams of one route: its ccxt.pro client, modes, hotness and subscriptions."""
+
+    def __init__(self, hub: StreamHub, venue: Venue) -> None:
+        self.hub = hub
+        self.venue = venue
+        config = venue.streams or {}
+        self.modes = {kind: config.get(kind, DEFAULT_MODE) for kind in KINDS}
+        self.max_age_ms = float(config.get("max_age_ms", DEFAULT_MAX_AGE_MS))
+        self.streams: dict[tuple[str, str], Stream] = {}
+        self.hits: dict[tuple[str, str], deque] = {}
+        self.client: Any = None
+        self.handle: Any = None  # ClientHandle of the client (markets shared from the venue's scope)
+        self.unsupported: str | None = None
+        self.answers = {"stream": 0, "rest": 0}
+        self.ws_has: dict[str, bool] = {}
+        if getattr(ccxtpro, venue.ccxt_id, None) is None:
+            self.unsupported = f"ccxt.pro has no {venue.ccxt_id} client"
+        elif any(self.modes[kind] != "off" for kind in KINDS):
+            self.client, self.handle = hub.client_for(venue)
+            has = self.client.has
+            self.ws_has = {"ticker": bool(has.get("watchTicker")), "depth": bool(has.get("watchOrderBook"))}
+            if not any(self.ws_has.values()):
+                self.unsupported = f"{venue.ccxt_id} has no watchTicker/watchOrderBook in ccxt.pro"
+
+    def enabled(self, kind: str) -> bool:
+        return self.unsupported is None and self.modes[kind] != "off" and self.ws_has.get(kind, False)
+
+    # --- the answer ---------------------------------------------------------------------------
+    def answer(self, kind: str, market: dict, limit: int | None) -> tuple[dict, dict] | None:
+        symbol = market["symbol"]
+        key = (kind, symbol)
+        now = _now()
+        stream = self.streams.get(key)
+        if stream is None:
+            self._asked(key, now)
+            return None
+        stream.last_used = now
+        result = self._from_memory(stream, market, limit, now)
+        self.answers["stream" if result else "rest"] += 1
+        metrics.stream_answer(self.venue.route, kind, "stream" if result else "rest")
+        return result
+
+    def _usable(self, stream: Stream | None, now: float) -> bool:
+        if stream is None or not stream.healthy or stream.latest is None:
+            return False
+        return (now - stream.received) * 1000 <= self.max_age_ms
+
+    def _from_memory(self, stream: Stream, market: dict, limit: int | None, now: float) -> tuple[dict, dict] | None:
+        if not self._usable(stream, now):
+            return None
+        if stream.kind == "depth":
+            if limit is not None and limit > BOOK_DEPTH:
+                return None
+            book = _copy_book(stream.latest, limit or BOOK_DEPTH)
+            if book is None:  # empty or crossed: never served; the book is rebuilt
+                self._book_failed(stream, "crossed or empty book")
+                return None
+            raw = {"asks": book["asks"], "bids": book["bids"], "timestamp": book["timestamp"]}
+            raw["source"] = _source(stream, now)
+            return book, raw
+        ticker = dict(stream.latest)
+        if ticker.get("bid") is None or ticker.get("ask") is None:  # e.g. futures tickers: the book's top
+            book_stream = self.streams.get(("depth", stream.symbol))
+            if not self._usable(book_stream, now):
+                return None
+            top = _copy_book(book_stream.latest, 1)
+            if top is None:
+                return None
+            ticker["bid"], ticker["ask"] = top["bids"][0][0], top["asks"][0][0]
+        if ticker["bid"] is None or ticker["ask"] is None or ticker["bid"] >= ticker["ask"]:
+            return None
+        raw = {"info": ticker.get("info"), "source": _source(stream, now)}
+        return ticker, raw
+
+    # --- hotness and subscriptions ----------------------------------------------------------------
+    def _asked(self, key: tuple[str, str], now: float) -> None:
+        kind = key[0]
+        if not self.enabled(kind):
+            return
+        if self.modes[kind] == "auto":
+            hits = self.hits.setdefault(key, deque())
+            hits.append(now)
+            while hits and now - hits[0] > HOT_WINDOW_S:
+                hits.popleft()
+            if len(hits) < HOT_CALLS:
+                if len(self.hits) > 10 * MAX_PER_ROUTE:  # bounded: forget cold symbols
+                    self._forget_cold(now)
+                return
+            self.hits.pop(key, None)
+        if sum(1 for k in self.streams if k[0] == kind) >= MAX_PER_ROUTE:
+            metrics.stream_event(self.venue.route, kind, "capped")
+            return
+        self.hub.start(self, key)
+
+    def _forget_cold(self, now: float) -> None:
+        for key in [k for k, hits in self.hits.items() if not hits or now - hits[-1] > HOT_WINDOW_S]:
+            del self.hits[key]
+
+    def _book_failed(self, stream: Stream, reason: str) -> None:
+        stream.healthy = False
+        stream.error = reason
+        stream.resyncs += 1
+        metrics.stream_event(self.venue.route, stream.kind, "resync")
+        self.forget_book(stream.symbol)
+        self.hub.restart(self, stream)
+
+    def forget_book(self, symbol: str) -> None:
+        """Drop ccxt.pro's book of `symbol` so that the next watch subscribes again (a new snapshot)."""
+        client = self.client
+        if client is None:
+            return
+        with contextlib.suppress(Exception):
+            client.orderbooks.pop(symbol, None)
+        for ws in list(getattr(client, "clients", {}).values()):
+            for hash_ in [h for h in list(ws.subscriptions) if _names_book(h, symbol)]:
+                ws.subscriptions.pop(hash_, None)
+
+    async def close_connection_of(self, symbol: str) -> None:
+        """Close the websocket connection(s) carrying `symbol` (a silent one): ccxt.pro reconnects."""
+        for ws in list(getattr(self.client, "clients", {}).values()):
+            if any(symbol in str(h) for h in list(ws.subscriptions)) or any(symbol in str(h) for h in ws.futures):
+                with contextlib.suppress(Exception):
+                    await ws.close()
+
+
+def _names_book(message_hash: Any, symbol: str) -> bool:
+    text = str(message_hash)
+    return text.endswith(":" + symbol) and ("book" in text or "depth" in text)
+
+
+def _source(stream: Stream, now: float) -> dict:
+    return {"from": "stream", "kind": stream.kind, "age_ms": round((now - stream.received) * 1000, 1)}
+
+
+def _copy_book(book: Any, depth: int) -> dict | None:
+    """The top `depth` levels as plain lists (ccxt.pro keeps changing its book in place), or None
+    when a side is empty or the book is crossed."""
+    bids = [[level[0], level[1]] for level in book["bids"][:depth]]
+    asks = [[level[0], level[1]] for level in book["asks"][:depth]]
+    if not bids or not asks or bids[0][0] >= asks[0][0]:
+        return None
+    return {
+        "symbol": book.get("symbol"),
+        "bids": bids,
+        "asks": asks,
+        "timestamp": book.get("timestamp"),
+        "datetime": book.get("datetime"),
+        "nonce": book.get("nonce"),
+    }
+
+
+class StreamHub:
+    """Every route's streams of one gateway (one ClientPool)."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.routes: dict[str, RouteStreams] = {}
+        self.closed = False
+        self._sweeper: asyncio.Task | None = None
+
+    def route(self, venue: Venue) -> RouteStreams:
+        streams = self.routes.get(venue.route)
+        if streams is None or streams.venue is not venue:
+            if streams is not None:  # the route's settings changed (reload): start again
+                self._retire(streams)
+            streams = RouteStreams(self, venue)
+            self.routes[venue.route] = streams
+        return streams
+
+    def start(self, streams: RouteStreams, key: tuple[str, str]) -> None:
+        if self.closed or key in streams.streams:
+            return
+        stream = Stream(kind=key[0], symbol=key[1])
+        streams.streams[key] = stream
+        stream.task = asyncio.get_running_loop().create_task(self._run(streams, stream))
+        metrics.stream_event(streams.venue.route, key[0], "subscribed")
+        if self._sweeper is None or self._sweeper.done():
+            self.restart_sweeper()
+
+    def restart_sweeper(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    def restart(self, streams: RouteStreams, stream: Stream) -> None:
+        """A new watch loop for `stream` (its book was dropped while the old loop waited on it)."""
+        current = asyncio.current_task()
+        if stream.task is not None and stream.task is not current:
+            stream.task.cancel()
+            stream.task = asyncio.get_running_loop().create_task(self._run(streams, stream))
+
+    def client_for(self, venue: Venue) -> tuple[Any, Any]:
+        from gateway.clients import ClientHandle
+        from gateway.upstream import instrument
+
+        pool = self.pool
+        client = build_stream_client(venue, pool.settings.timeout_ms)
+        client.timeout_on_exit = 0
+        instrument(client, venue.route)
+        pool._limit(client, venue)
+        handle = ClientHandle(client, pool.scope_for(venue))
+        if venue.ccxt_id == "okx":
+            _check_okx_checksums(client)
+        return client, handle
+
+    async def _run(self, streams: RouteStreams, stream: Stream) -> None:
+        client, route = streams.client, streams.venue.route
+        backoff = RECONNECT_MIN_S
+        params = next((p for prefix, p in TICKER_PARAMS.items() if client.id.startswith(prefix)), {})
+        while not self.closed:
+            try:
+                await streams.handle.scope.ready()
+                streams.handle.share_markets()  # by reference; again only when the scope reloads
+                if stream.kind == "ticker":
+                    watch = client.watch_ticker(stream.symbol, dict(params))
+                else:
+                    watch = client.watch_order_book(stream.symbol, _book_limit(client))
+                result = await asyncio.wait_for(asyncio.shield(asyncio.ensure_future(watch)), SILENT_RECONNECT_S)
+                stream.latest, stream.received = result, _now()
+                stream.updates += 1
+                if not stream.healthy:
+                    stream.healthy, stream.error = True, None
+                backoff = RECONNECT_MIN_S
+            except asyncio.CancelledError:
+                raise
+            except TimeoutError:  # nothing for a long while: a new connection
+                stream.healthy, stream.error = False, "silent"
+                stream.reconnects += 1
+                metrics.stream_event(route, stream.kind, "reconnect")
+                await streams.close_connection_of(stream.symbol)
+            except BOOK_ERRORS as exc:
+                streams._book_failed(stream, f"{type(exc).__name__}: {str(exc)[:120]}")
+                await asyncio.sleep(RECONNECT_MIN_S)
+            except Exception as exc:  # connection lost, refused, exchange error: retry with backoff
+                stream.healthy, stream.error = False, f"{type(exc).__name__}: {str(exc)[:120]}"
+                stream.reconnects += 1
+                metrics.stream_event(route, stream.kind, "reconnect")
+                if stream.kind == "depth":
+                    streams.forget_book(stream.symbol)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RECONNECT_MAX_S)
+
+    async def _sweep(self) -> None:
+        while not self.closed:
+            await asyncio.sleep(SWEEP_S)
+            now = _now()
+            for streams in list(self.routes.values()):
+                for key, stream in list(streams.streams.items()):
+                    if now - stream.last_used > IDLE_CLOSE_S:
+                        await self.stop(streams, key)
+
+    async def stop(self, streams: RouteStreams, key: tuple[str, str]) -> None:
+        stream = streams.streams.pop(key, None)
+        if stream is None:
+            return
+        metrics.stream_event(streams.venue.route, key[0], "closed")
+        if stream.task is not None:
+            stream.task.cancel()
+        client = streams.client
+        method = "un_watch_ticker" if key[0] == "ticker" else "un_watch_order_book"
+        if client is not None and client.has.get("unWatchTicker" if key[0] == "ticker" else "unWatchOrderBook"):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(getattr(client, method)(key[1]), 2)
+        if key[0] == "depth":
+            streams.forget_book(key[1])
+
+    def _retire(self, streams: RouteStreams) -> None:
+        for stream in streams.streams.values():
+            if stream.task is not None:
+                stream.task.cancel()
+        if streams.client is not None:
+            asyncio.get_running_loop().create_task(_close_quietly(streams.client))
+
+    async def close(self) -> None:
+        self.closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        tasks = [s.task for r in self.routes.values() for s in r.streams.values() if s.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(_close_quietly(r.client) for r in self.routes.values() if r.client is not None))
+
+    # --- status and metrics ------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        now = _now()
+        routes = {}
+        for route, streams in self.routes.items():
+            answered = sum(streams.answers.values())
+            routes[route] = {
+                "modes": dict(streams.modes),
+                "max_age_ms": streams.max_age_ms,
+                "unsupported": streams.unsupported,
+                "answers_from_memory": streams.answers["stream"],
+                "answers_over_rest": streams.answers["rest"],
+                "memory_share": round(streams.answers["stream"] / answered, 4) if answered else None,
+                "streams": [
+                    {
+                        "kind": s.kind,
+                        "symbol": s.symbol,
+                        "healthy": s.healthy and streams._usable(s, now),
+                        "age_ms": None if s.age_ms(now) is None else round(s.age_ms(now), 1),
+                        "updates": s.updates,
+                        "reconnects": s.reconnects,
+                        "resyncs": s.resyncs,
+                        "error": s.error,
+                    }
+                    for s in streams.streams.values()
+                ],
+            }
+        return routes
+
+    def gauges(self) -> list:
+        labels = ("route", "kind", "state")
+        count = metrics.gauge("streams", "Websocket subscriptions, by route, kind and health", labels)
+        age = metrics.gauge("stream_age_seconds", "Age of the oldest healthy stream's data", ("route", "kind"))
+        now = _now()
+        for route, streams in self.routes.items():
+            for kind in KINDS:
+                mine = [s for s in streams.streams.values() if s.kind == kind]
+                fresh = [s for s in mine if streams._usable(s, now)]
+                count.add_metric([route, kind, "fresh"], len(fresh))
+                count.add_metric([route, kind, "stale"], len(mine) - len(fresh))
+                if fresh:
+                    age.add_metric([route, kind], max(now - s.received for s in fresh))
+        return [count, age]
+
+
+def _book_limit(client: Any) -> int | None:
+    # Binance takes its REST snapshot at this depth; OKX's `books` channel is 400 levels regardless.
+    return BOOK_DEPTH if client.id.startswith("binance") else None
+
+
+async def _close_quietly(client: Any) -> None:
+    try:
+        await client.close()
+    except Exception as exc:
+        log.debug("closing the %s stream client failed: %s", getattr(client, "id", "?"), type(exc).__name__)
+
+
+def build_stream_client(venue: Venue, timeout_ms: int | None = None) -> Any:
+    """The venue's public ccxt.pro client: options, ccxt_config, sandbox, and api_base applied to
+    REST (`rewrite_api_urls`) and websocket URLs (`rewrite_ws_urls`) alike."""
+    cls = getattr(ccxtpro, venue.ccxt_id)
+    config: dict[str, Any] = {"enableRateLimit": True}
+    if timeout_ms:
+        config["timeout"] = timeout_ms
+    config.update(venue.ccxt_config)
+    if venue.options:
+        config["options"] = {**config.get("options", {}), **venue.options}
+    client = cls(config)
+    client._gateway_venue = venue
+    if venue.sandbox:
+        enable_sandbox(client, venue)
+    if venue.api_base:
+        api = client.urls["api"]
+        ws = api.get("ws") if isinstance(api, dict) else None
+        rest = {k: v for k, v in api.items() if k != "ws"} if isinstance(api, dict) else api
+        client.urls["api"] = rewrite_api_urls(rest, venue.api_base)
+        if ws is not None:
+            client.urls["api"]["ws"] = rewrite_ws_urls(ws, venue.api_base)
+    return client
+
+
+def _check_okx_checksums(client: Any) -> None:
+    """OKX's books carry a CRC32 of the top 25 levels; ccxt.pro 4.5 no longer checks it. A mismatch
+    rejects the book with ChecksumError, as ccxt.pro does for a sequence gap."""
+    original = client.handle_order_book_message
+
+    def handle(ws: Any, message: dict, orderbook: Any, message_hash: str, market: Any = None) -> Any:
+        result = original(ws, message, orderbook, message_hash, market)
+        expected = message.get("checksum")
+        if expected is None or message_hash not in ws.subscriptions:
+            return result
+        parts: list[str] = []
+        bids, asks = orderbook["bids"], orderbook["asks"]
+        for i in range(25):
+            if i < len(bids):
+                parts += [client.number_to_string(bids[i][0]), client.number_to_string(bids[i][1])]
+            if i < len(asks):
+                parts += [client.number_to_string(asks[i][0]), client.number_to_string(asks[i][1])]
+        value = zlib.crc32(":".join(parts).encode())
+        if (value - (1 << 32) if value >= 1 << 31 else value) != int(expected):
+            symbol = orderbook.get("symbol")
+            del ws.subscriptions[message_hash]
+            client.orderbooks.pop(symbol, None)
+            ws.reject(ccxtpro.ChecksumError(f"okx {client.orderbook_checksum_message(symbol)}"), message_hash)
+        return result
+
+    client.handle_order_book_message = handle
+
+
+def hub_of(pool: Any) -> StreamHub:
+    hub = getattr(pool, "streams", None)
+    if hub is None:
+        hub = StreamHub(pool)
+        pool.streams = hub
+        active = metrics.active()
+        if active is not None:
+            with contextlib.suppress(Exception):
+                active.registry.register(metrics._Collector(hub.gauges))
+    return hub
+
+
+async def fresh(call: Any, kind: str, market: dict, limit: int | None = None) -> tuple[dict, dict] | None:
+    """(the ccxt unified ticker or order book, a `raw` saying it came from the stream and its age),
+    when the route streams `kind` for this market and the latest state is fresh and healthy; else
+    None: answer over REST. Counts the ask (auto mode's hotness) and starts a subscription when due."""
+    pool = getattr(call.exchange, "_gateway_pool", None)
+    if pool is None or kind not in KINDS or not market.get("symbol"):
+        return None
+    streams = hub_of(pool).route(call.venue)
+    if not streams.enabled(kind):
+        return None
+    return streams.answer(kind, market, limit)
+
+
+async def close(pool: Any) -> None:
+    """Stop every stream of the pool's gateway (app shutdown)."""
+    hub = getattr(pool, "streams", None)
+    if hub is not None:
+        await hub.close()

@@ -1,0 +1,338 @@
+"""GetTicker/GetDepth from the exchange's websocket (gateway/streams.py), against the websocket fakes.
+
+Every fault of the fakes (disconnect, silence, sequence gap, bad checksum, crossed book) must
+leave the answers correct: REST takes over while the stream is stale or broken, memory again
+once it has been rebuilt.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway import convert, methods, streams
+from gateway.app import create_app
+from gateway.methods import Method, now_ms
+from gateway.settings import Venue, parse_settings
+from tests.conftest import GatewayClient, _start_fake
+from tests.fakes import binance, okx
+
+MAX_AGE_MS = 400
+
+
+# The wiring methods.ticker / methods.depth carry (see streams.fresh), applied here around them.
+async def _streamed_ticker(call: Any) -> tuple[Any, Any]:
+    market, fmz_symbol = call.market()
+    streamed = await streams.fresh(call, "ticker", market)
+    if streamed is not None:
+        result, raw = streamed
+        return convert.to_fmz_ticker(result, fmz_symbol, now_ms(), market=market, exchange_id=call.exchange_id), raw
+    return await _ORIGINAL["ticker"](call)
+
+
+async def _streamed_depth(call: Any) -> tuple[Any, Any]:
+    market, _ = call.market()
+    limit = methods.int_param(call.params, "limit") or None
+    streamed = await streams.fresh(call, "depth", market, limit)
+    if streamed is not None:
+        book, raw = streamed
+        return convert.to_fmz_depth(book, limit, now_ms()), raw
+    return await _ORIGINAL["depth"](call)
+
+
+_ORIGINAL: dict[str, Callable] = {}
+
+
+def wire() -> Callable[[], None]:
+    """methods.ticker/depth with the stream lines, unless methods.py already has them; returns the undo."""
+    with open(methods.__file__, encoding="utf-8") as handle:
+        if "streams.fresh" in handle.read():
+            return lambda: None
+    saved = {name: methods.METHODS[name] for name in ("ticker", "depth")}
+    _ORIGINAL.update({name: method.handler for name, method in saved.items()})
+    methods.METHODS["ticker"] = Method(_streamed_ticker, False, "GetTicker")
+    methods.METHODS["depth"] = Method(_streamed_depth, False, "GetDepth")
+    return lambda: methods.METHODS.update(saved)
+
+
+@pytest.fixture(scope="module")
+def wired() -> Iterator[None]:
+    undo = wire()
+    yield
+    undo()
+
+
+@pytest.fixture(scope="module")
+def fakes() -> Iterator[dict]:
+    started = {}
+    for name, module in (("binance", binance), ("okx", okx)):
+        engine = module.default_engine()
+        app = module.create_app(engine, {})
+        app.state.ws.interval = 0.05
+        fake = _start_fake(name, engine, app)
+        fake.faults.record = True
+        started[name] = (fake, app.state.ws)
+    yield started
+    for fake, _ in started.values():
+        fake.server.stop()
+
+
+def _route(fake: Any, ccxt_id: str, streams_config: dict, **extra: Any) -> dict:
+    return {
+        "ccxt": ccxt_id,
+        "api_base": fake.url,
+        "ccxt_config": {"enableRateLimit": False, "timeout": 5000},
+        "streams": streams_config,
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def gw(fakes: dict, wired: None) -> Iterator[GatewayClient]:
+    bn, ox = fakes["binance"][0], fakes["okx"][0]
+    on = {"ticker": "on", "depth": "on", "max_age_ms": MAX_AGE_MS}
+    config = {
+        "allow_any_ccxt_exchange": False,
+        "clients": {"read_retries": 1, "retry_backoff": 0.01},
+        "exchanges": {
+            "bn": _route(bn, "binance", on),
+            "bn-swap": _route(bn, "binance", on, options={"defaultType": "swap"}),
+            "bn-auto": _route(bn, "binance", {"max_age_ms": MAX_AGE_MS}),
+            "bn-off": _route(bn, "binance", {"ticker": "off", "depth": "off"}),
+            "bn-cap": _route(bn, "binance", on),
+            "ox": _route(ox, "okx", on),
+            "ox-off": _route(ox, "okx", {"ticker": "off", "depth": "off"}),
+        },
+    }
+    app = create_app(parse_settings(config))
+    from tests.fakes.server import BackgroundServer
+
+    server = BackgroundServer(app).start()
+    with httpx.Client(timeout=30) as http:
+        client = GatewayClient(server.url, http, app)
+        yield client
+    server.stop()
+
+
+def hub(gw: GatewayClient) -> streams.StreamHub:
+    return gw.app.gateway.pool.streams
+
+
+def _reply(gw: GatewayClient, route: str, method: str, params: dict) -> dict:
+    reply = gw.call(route, method, params)
+    assert "error" not in reply, reply
+    return reply
+
+
+def from_stream(reply: dict) -> bool:
+    raw = reply.get("raw")
+    return isinstance(raw, dict) and isinstance(raw.get("source"), dict) and raw["source"].get("from") == "stream"
+
+
+def until(predicate: Callable[[], Any], timeout: float = 8.0, every: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(every)
+
+
+def streamed(gw: GatewayClient, route: str, method: str, params: dict) -> dict:
+    """Ask until the answer comes from the stream."""
+    return until(lambda: (lambda r: r if from_stream(r) else None)(_reply(gw, route, method, params)))
+
+
+def assert_same_depth(a: dict, b: dict) -> None:
+    assert a["asks"] == b["asks"] and a["bids"] == b["bids"]
+
+
+def depth_of(reply: dict) -> dict:
+    return reply["data"]
+
+
+def rest_calls(fake: Any, fragment: str) -> int:
+    return sum(1 for _, path in fake.faults.requests if fragment in path)
+
+
+def checked_book(reply: dict, limit: int) -> dict:
+    book = depth_of(reply)
+    asks, bids = book["asks"], book["bids"]
+    assert 0 < len(asks) <= limit and 0 < len(bids) <= limit
+    assert bids[0][0] < asks[0][0], "crossed book served"
+    assert [a[0] for a in asks] == sorted(a[0] for a in asks)
+    assert [b[0] for b in bids] == sorted((b[0] for b in bids), reverse=True)
+    return book
+
+
+# --- the answers ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("route", "off", "symbol"), [("bn", "bn-off", "LTC_USDT"), ("ox", "ox-off", "LTC_USDT")])
+def test_hot_symbol_answers_from_memory_identical_to_rest(gw, fakes, route, off, symbol):
+    fake = fakes["binance" if route == "bn" else "okx"][0]
+    ticker = streamed(gw, route, "ticker", {"symbol": symbol})
+    rest = _reply(gw, off, "ticker", {"symbol": symbol})
+    assert not from_stream(rest)
+    for field in ("buy", "sell", "last", "symbol", "high", "low", "open"):
+        assert ticker["data"][field] == rest["data"][field], field
+    assert set(ticker["data"]) == set(rest["data"])
+    assert ticker["raw"]["source"]["age_ms"] <= MAX_AGE_MS
+
+    book = streamed(gw, route, "depth", {"symbol": symbol, "limit": 10})
+    rest_book = _reply(gw, off, "depth", {"symbol": symbol, "limit": 10})
+    assert_same_depth(depth_of(book), depth_of(rest_book))
+    assert set(book["data"]) == set(rest_book["data"])
+    checked_book(book, 10)
+
+    # warm: no REST request for the hot symbol any more
+    before = rest_calls(fake, "ticker") + rest_calls(fake, "depth") + rest_calls(fake, "books")
+    for _ in range(20):
+        assert from_stream(_reply(gw, route, "ticker", {"symbol": symbol}))
+        assert from_stream(_reply(gw, route, "depth", {"symbol": symbol, "limit": 5}))
+    assert rest_calls(fake, "ticker") + rest_calls(fake, "depth") + rest_calls(fake, "books") == before
+
+
+def test_prices_follow_the_exchange(gw, fakes):
+    engine = fakes["binance"][0].engine
+    streamed(gw, "bn", "ticker", {"symbol": "ETH_BTC"})
+    engine.set_price("ETH/BTC", "0.06")
+    until(lambda: _reply(gw, "bn", "ticker", {"symbol": "ETH_BTC"})["data"]["last"] == 0.06, timeout=3)
+    engine.set_price("ETH/BTC", "0.05")
+
+
+def test_futures_ticker_takes_bid_ask_from_the_streamed_book(gw):
+    # binance futures tickers carry no bid/ask: the answer needs the streamed book's top
+    streamed(gw, "bn-swap", "depth", {"symbol": "ETH_USDT.swap", "limit": 5})
+    reply = streamed(gw, "bn-swap", "ticker", {"symbol": "ETH_USDT.swap"})
+    assert reply["data"]["buy"] < reply["data"]["sell"]
+
+
+def test_deeper_limit_than_streamed_goes_to_rest(gw):
+    streamed(gw, "bn", "depth", {"symbol": "LTC_USDT", "limit": 5})
+    assert not from_stream(_reply(gw, "bn", "depth", {"symbol": "LTC_USDT", "limit": streams.BOOK_DEPTH + 1}))
+
+
+# --- faults -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("route", ["bn", "ox"])
+def test_silence_makes_it_stale_then_rest_then_memory_again(gw, fakes, route):
+    _fake, ws = fakes["binance" if route == "bn" else "okx"]
+    streamed(gw, route, "depth", {"symbol": "BTC_USDT", "limit": 5})
+    ws.silence(None)
+    try:
+        time.sleep(MAX_AGE_MS / 1000 + 0.2)
+        reply = _reply(gw, route, "depth", {"symbol": "BTC_USDT", "limit": 5})
+        assert not from_stream(reply)  # stale: REST
+        checked_book(reply, 5)
+    finally:
+        ws.speak()
+    streamed(gw, route, "depth", {"symbol": "BTC_USDT", "limit": 5})
+
+
+@pytest.mark.parametrize("route", ["bn", "ox"])
+def test_disconnect_reconnects_and_answers_stay_correct(gw, fakes, route):
+    _fake, ws = fakes["binance" if route == "bn" else "okx"]
+    streamed(gw, route, "ticker", {"symbol": "BTC_USDT"})
+    streamed(gw, route, "depth", {"symbol": "BTC_USDT", "limit": 5})
+    connects = ws.connects
+    ws.refuse = True
+    ws.disconnect()
+    try:
+        until(lambda: not from_stream(_reply(gw, route, "depth", {"symbol": "BTC_USDT", "limit": 5})))
+        for _ in range(5):
+            checked_book(_reply(gw, route, "depth", {"symbol": "BTC_USDT", "limit": 5}), 5)
+            assert _reply(gw, route, "ticker", {"symbol": "BTC_USDT"})["data"]["last"] > 0
+    finally:
+        ws.refuse = False
+    streamed(gw, route, "depth", {"symbol": "BTC_USDT", "limit": 5})
+    streamed(gw, route, "ticker", {"symbol": "BTC_USDT"})
+    assert ws.connects > connects
+    states = {(s["kind"], s["symbol"]): s for s in hub(gw).snapshot()[route]["streams"]}
+    assert states[("depth", "BTC/USDT")]["reconnects"] >= 1
+
+
+@pytest.mark.parametrize(("route", "fault"), [("bn", "gap"), ("ox", "gap"), ("ox", "bad_checksum")])
+def test_sequence_gap_and_bad_checksum_drop_the_book_until_rebuilt(gw, fakes, route, fault):
+    _, ws = fakes["binance" if route == "bn" else "okx"]
+    streamed(gw, route, "depth", {"symbol": "ETH_USDT", "limit": 5})
+    key = ("depth", "ETH/USDT")
+    before = hub(gw).routes[route].streams[key].resyncs
+    getattr(ws, fault)("ETH/USDT")
+    until(lambda: hub(gw).routes[route].streams[key].resyncs > before, timeout=5)
+    for _ in range(10):  # meanwhile every answer is a correct book, from REST or the rebuilt stream
+        checked_book(_reply(gw, route, "depth", {"symbol": "ETH_USDT", "limit": 5}), 5)
+    streamed(gw, route, "depth", {"symbol": "ETH_USDT", "limit": 5})
+
+
+@pytest.mark.parametrize("route", ["bn", "ox"])
+def test_a_crossed_book_is_never_served(gw, fakes, route):
+    _, ws = fakes["binance" if route == "bn" else "okx"]
+    streamed(gw, route, "depth", {"symbol": "ETH_USDT", "limit": 5})
+    ws.cross("ETH/USDT")
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        checked_book(_reply(gw, route, "depth", {"symbol": "ETH_USDT", "limit": 5}), 5)
+        _ = _reply(gw, route, "ticker", {"symbol": "ETH_USDT"})
+    streamed(gw, route, "depth", {"symbol": "ETH_USDT", "limit": 5})
+
+
+# --- modes ------------------------------------------------------------------------------------
+
+
+def test_auto_mode_subscribes_hot_symbols_and_closes_idle_ones(gw, monkeypatch):
+    monkeypatch.setattr(streams, "IDLE_CLOSE_S", 1.0)
+    monkeypatch.setattr(streams, "SWEEP_S", 0.2)
+    symbol = {"symbol": "ETH_USDT"}
+    for _ in range(streams.HOT_CALLS - 1):
+        assert not from_stream(_reply(gw, "bn-auto", "ticker", symbol))
+    route = hub(gw).routes["bn-auto"]
+    assert ("ticker", "ETH/USDT") not in route.streams  # asked, not yet hot
+    _reply(gw, "bn-auto", "ticker", symbol)  # hot now
+    assert ("ticker", "ETH/USDT") in route.streams
+    streamed(gw, "bn-auto", "ticker", symbol)
+    assert ("depth", "ETH/USDT") not in route.streams  # per kind
+    loop = route.streams[("ticker", "ETH/USDT")].task.get_loop()
+    loop.call_soon_threadsafe(hub(gw).restart_sweeper)  # sweep with the short period
+    until(lambda: ("ticker", "ETH/USDT") not in route.streams, timeout=5)
+
+
+def test_cap_on_subscriptions_per_route(gw, monkeypatch):
+    monkeypatch.setattr(streams, "MAX_PER_ROUTE", 1)
+    streamed(gw, "bn-cap", "ticker", {"symbol": "BTC_USDT"})
+    for _ in range(3):
+        assert not from_stream(_reply(gw, "bn-cap", "ticker", {"symbol": "ETH_USDT"}))
+    assert [k for k in hub(gw).routes["bn-cap"].streams if k[0] == "ticker"] == [("ticker", "BTC/USDT")]
+
+
+def test_off_mode_never_subscribes(gw, fakes):
+    _, _ws = fakes["binance"]
+    for _ in range(5):
+        assert not from_stream(_reply(gw, "bn-off", "ticker", {"symbol": "LTC_USDT"}))
+        assert not from_stream(_reply(gw, "bn-off", "depth", {"symbol": "LTC_USDT", "limit": 5}))
+    route = hub(gw).routes["bn-off"]
+    assert not route.streams and route.client is None
+
+
+def test_an_exchange_without_websockets_stays_on_rest(gw, monkeypatch):
+    import ccxt.pro as ccxtpro
+
+    no_pro = next(name for name in ("bitflyer", "bitbank", "btcbox") if not hasattr(ccxtpro, name))
+    route = streams.RouteStreams(hub(gw), Venue(route="x", ccxt_id=no_pro, streams={"ticker": "on"}))
+    assert route.unsupported and not route.enabled("ticker") and route.client is None
+
+
+def test_status_and_metrics_show_streams(gw):
+    streamed(gw, "bn", "ticker", {"symbol": "BTC_USDT"})
+    data = hub(gw).snapshot()["bn"]
+    assert data["answers_from_memory"] > 0 and 0 < data["memory_share"] <= 1
+    assert any(s["kind"] == "ticker" and s["healthy"] and s["age_ms"] is not None for s in data["streams"])
+    text = gw.http.get(f"{gw.url}/metrics").text
+    assert 'fmz_gateway_stream_answers_total{kind="ticker",route="bn",source="stream"}' in text
+    assert "fmz_gateway_streams{" in text
