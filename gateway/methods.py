@@ -15,7 +15,7 @@ from typing import Any
 
 import ccxt.async_support as ccxt
 
-from gateway import convert
+from gateway import convert, streams
 from gateway.calls import Call
 from gateway.errors import BadRequest
 from gateway.fallbacks import GROUP_ORDER, Ask, Group, answer, group_of, route_groups, scope_params, scopes
@@ -38,6 +38,10 @@ def now_ms() -> int:
 
 async def ticker(call: Call) -> tuple[Any, Any]:
     market, fmz_symbol = call.market()
+    streamed = await streams.fresh(call, "ticker", market)
+    if streamed is not None and streamed[0].get("bid") is not None and streamed[0].get("ask") is not None:
+        result, raw = streamed  # from the exchange's websocket, fresh (gateway/streams.py)
+        return convert.to_fmz_ticker(result, fmz_symbol, now_ms(), market=market, exchange_id=call.exchange_id), raw
     ask = Ask(group_of(market), symbol=market["symbol"], shared=True)
     lacks_quotes = ("ticker_lacks_bid_ask", market.get("type"))
     if call.index.memo.get(lacks_quotes) and call.has("fetchOrderBook"):  # both at once, as learnt
@@ -70,6 +74,10 @@ async def depth(call: Call) -> tuple[Any, Any]:
     if limit is not None and limit < 0:
         raise BadRequest("param 'limit' must be positive")
     limit = limit or None
+    streamed = await streams.fresh(call, "depth", market, limit)
+    if streamed is not None:  # from the exchange's websocket, fresh and consistent (gateway/streams.py)
+        book, raw = streamed
+        return convert.to_fmz_depth(book, limit, now_ms()), raw
     fetch_limit = depth_fetch_limit(call.exchange.id, market, limit)
     ask = Ask(group_of(market), symbol=market["symbol"], limit=fetch_limit, shared=True)
     book = await answer(call, "GetDepth", ask)
