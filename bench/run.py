@@ -57,6 +57,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--ops", action="store_true", help="rate limits on, soak, faults vs deadlines: scripts/bench --ops --help"
     )
+    parser.add_argument(
+        "--streams", action="store_true", help="websocket answers vs REST: scripts/bench --streams --help"
+    )
     parser.add_argument("--soak", metavar="MINUTES", help="the --ops soak alone (default 10 minutes)")
     args = parser.parse_args(argv)
     args.duration = args.duration or (1.0 if args.quick else 4.0)
@@ -266,6 +269,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import chaos
 
         return chaos.main([arg for arg in argv if arg != "--chaos"])
+    if "--streams" in argv:  # hot ticker/depth from websockets vs REST
+        from bench import streams
+
+        return streams.main([arg for arg in argv if arg != "--streams"])
     if "--ops" in argv or "--soak" in argv:  # operation: rate limits on, soak, faults vs deadlines
         from bench import ops
 
