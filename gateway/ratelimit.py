@@ -39,6 +39,8 @@ DEADLINE: contextvars.ContextVar[float] = contextvars.ContextVar("fmz_call_deadl
 RATE_LIMIT_COOLDOWN = 1.0  # seconds after a 429 without Retry-After, doubled while they repeat
 BAN_COOLDOWN = 60.0  # seconds after a 418 without Retry-After, doubled while they repeat
 MAX_COOLDOWN = 3600.0
+UPSTREAM_MARGIN_MS = 50.0  # a request's timeout ends this long before its call's deadline
+MIN_TIMEOUT_MS = 100.0
 STREAK_RESET = 300.0  # seconds without a refusal after which cooldowns start small again
 _IP_BAN = re.compile(r"(?i)^\S+ 418\b|\bip (?:has been |is )?banned|\bbanned until\b")
 
@@ -152,6 +154,7 @@ def install(exchange: Any, limits: RateLimits, host: tuple, route: str, key_id: 
     private = limits.private_budget(host, key_id, ms_per_cost) if key_id else None
     lock = limits.key_lock(host, key_id) if key_id and needs_serial_nonce(type(exchange)) else None
     original = exchange.fetch2
+    base_timeout = float(exchange.timeout)
 
     @functools.wraps(original)
     async def fetch2(path: Any, api: Any = "public", method: str = "GET", params: Any = None, config: Any = None):
@@ -172,7 +175,9 @@ def install(exchange: Any, limits: RateLimits, host: tuple, route: str, key_id: 
         try:
             if lock is not None and budget is private:
                 async with lock:
+                    exchange.timeout = bounded_timeout(base_timeout, DEADLINE.get())
                     return await original(path, api, method, params, config)
+            exchange.timeout = bounded_timeout(base_timeout, DEADLINE.get())  # read by ccxt before its first await
             return await original(path, api, method, params, config)
         except (ccxt.DDoSProtection, ccxt.RateLimitExceeded) as exc:
             asked = retry_after(exchange)
@@ -186,6 +191,15 @@ def install(exchange: Any, limits: RateLimits, host: tuple, route: str, key_id: 
             raise
 
     exchange.fetch2 = fetch2
+
+
+def bounded_timeout(base_ms: float, deadline: float) -> float:
+    """ccxt's per-request timeout (ms), cut to what is left of the call's deadline: a request that
+    hangs fails in time for the call to answer, never after it."""
+    if math.isinf(deadline):
+        return base_ms
+    left_ms = (deadline - time.monotonic()) * 1000 - UPSTREAM_MARGIN_MS
+    return max(MIN_TIMEOUT_MS, min(base_ms, left_ms))
 
 
 def is_signed(api: Any) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 
 import ccxt.async_support as ccxt
@@ -151,3 +152,12 @@ async def test_one_keys_signed_calls_are_serialised_where_the_nonce_must_grow():
     transport = Transport(binance, [(200, {"balances": []})], delay=0.05)
     await asyncio.gather(*(binance.private_get_account() for _ in range(4)))
     assert transport.max_in_flight == 4  # timestamp + recvWindow signatures: no need to wait
+
+
+def test_a_requests_timeout_is_cut_to_what_is_left_of_its_call():
+    from gateway.ratelimit import bounded_timeout
+
+    assert bounded_timeout(10_000, math.inf) == 10_000
+    assert bounded_timeout(10_000, time.monotonic() + 3) == pytest.approx(2950, abs=20)  # minus the margin
+    assert bounded_timeout(10_000, time.monotonic() + 60) == 10_000
+    assert bounded_timeout(10_000, time.monotonic() - 1) == 100  # never zero or negative
