@@ -74,13 +74,20 @@ async def depth(call: Call) -> tuple[Any, Any]:
     if limit is not None and limit < 0:
         raise BadRequest("param 'limit' must be positive")
     limit = limit or None
-    streamed = await streams.fresh(call, "depth", market, limit)
-    if streamed is not None:  # from the exchange's websocket, fresh and consistent (gateway/streams.py)
-        book, raw = streamed
-        return convert.to_fmz_depth(book, limit, now_ms()), raw
+    # Without a limit, REST answers the exchange's default depth: a streamed book is cut to the
+    # depth REST gave for this market type, once learnt, so both answer the same number of levels.
+    default_depth = ("rest_default_depth", market.get("type"))
+    levels = limit or call.index.memo.get(default_depth)
+    if levels:
+        streamed = await streams.fresh(call, "depth", market, levels)
+        if streamed is not None:  # from the exchange's websocket, fresh and consistent (gateway/streams.py)
+            book, raw = streamed
+            return convert.to_fmz_depth(book, levels, now_ms()), raw
     fetch_limit = depth_fetch_limit(call.exchange.id, market, limit)
     ask = Ask(group_of(market), symbol=market["symbol"], limit=fetch_limit, shared=True)
     book = await answer(call, "GetDepth", ask)
+    if limit is None:
+        call.index.memo[default_depth] = max(len(book.get("asks") or []), len(book.get("bids") or []), 1)
     return convert.to_fmz_depth(book, limit, now_ms()), _book_raw(book)
 
 

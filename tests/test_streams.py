@@ -14,56 +14,13 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway import convert, methods, streams
+from gateway import streams
 from gateway.app import create_app
-from gateway.methods import Method, now_ms
 from gateway.settings import Venue, parse_settings
 from tests.conftest import GatewayClient, _start_fake
 from tests.fakes import binance, okx
 
 MAX_AGE_MS = 400
-
-
-# The wiring methods.ticker / methods.depth carry (see streams.fresh), applied here around them.
-async def _streamed_ticker(call: Any) -> tuple[Any, Any]:
-    market, fmz_symbol = call.market()
-    streamed = await streams.fresh(call, "ticker", market)
-    if streamed is not None:
-        result, raw = streamed
-        return convert.to_fmz_ticker(result, fmz_symbol, now_ms(), market=market, exchange_id=call.exchange_id), raw
-    return await _ORIGINAL["ticker"](call)
-
-
-async def _streamed_depth(call: Any) -> tuple[Any, Any]:
-    market, _ = call.market()
-    limit = methods.int_param(call.params, "limit") or None
-    streamed = await streams.fresh(call, "depth", market, limit)
-    if streamed is not None:
-        book, raw = streamed
-        return convert.to_fmz_depth(book, limit, now_ms()), raw
-    return await _ORIGINAL["depth"](call)
-
-
-_ORIGINAL: dict[str, Callable] = {}
-
-
-def wire() -> Callable[[], None]:
-    """methods.ticker/depth with the stream lines, unless methods.py already has them; returns the undo."""
-    with open(methods.__file__, encoding="utf-8") as handle:
-        if "streams.fresh" in handle.read():
-            return lambda: None
-    saved = {name: methods.METHODS[name] for name in ("ticker", "depth")}
-    _ORIGINAL.update({name: method.handler for name, method in saved.items()})
-    methods.METHODS["ticker"] = Method(_streamed_ticker, False, "GetTicker")
-    methods.METHODS["depth"] = Method(_streamed_depth, False, "GetDepth")
-    return lambda: methods.METHODS.update(saved)
-
-
-@pytest.fixture(scope="module")
-def wired() -> Iterator[None]:
-    undo = wire()
-    yield
-    undo()
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +49,7 @@ def _route(fake: Any, ccxt_id: str, streams_config: dict, **extra: Any) -> dict:
 
 
 @pytest.fixture(scope="module")
-def gw(fakes: dict, wired: None) -> Iterator[GatewayClient]:
+def gw(fakes: dict) -> Iterator[GatewayClient]:
     bn, ox = fakes["binance"][0], fakes["okx"][0]
     on = {"ticker": "on", "depth": "on", "max_age_ms": MAX_AGE_MS}
     config = {
@@ -196,6 +153,15 @@ def test_hot_symbol_answers_from_memory_identical_to_rest(gw, fakes, route, off,
         assert from_stream(_reply(gw, route, "ticker", {"symbol": symbol}))
         assert from_stream(_reply(gw, route, "depth", {"symbol": symbol, "limit": 5}))
     assert rest_calls(fake, "ticker") + rest_calls(fake, "depth") + rest_calls(fake, "books") == before
+
+
+@pytest.mark.parametrize(("route", "off"), [("bn", "bn-off"), ("ox", "ox-off")])
+def test_depth_without_a_limit_has_as_many_levels_as_rest(gw, route, off):
+    """REST answers the exchange's default depth without a limit; the streamed book is cut to it."""
+    rest = _reply(gw, off, "depth", {"symbol": "LTC_USDT"})
+    book = streamed(gw, route, "depth", {"symbol": "LTC_USDT"})
+    assert len(depth_of(book)["asks"]) == len(depth_of(rest)["asks"])
+    assert len(depth_of(book)["bids"]) == len(depth_of(rest)["bids"])
 
 
 def test_prices_follow_the_exchange(gw, fakes):
