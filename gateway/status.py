@@ -271,6 +271,7 @@ def snapshot(gateway: Gateway) -> dict[str, Any]:
     total = sum(s.count for s in board.calls.values())
     errors = sum(s.errors for s in board.calls.values())
     return {
+        "streams": streams_status(gateway),
         "name": "fmz-ccxt-gateway",
         "version": __version__,
         "ccxt_version": ccxt.__version__,
@@ -286,6 +287,82 @@ def snapshot(gateway: Gateway) -> dict[str, Any]:
         "keys": keys,
         "failures": failures,
     }
+
+
+STREAM_STATES = ("healthy", "stale", "rebuilding")
+_BOOK_FAILURES = ("ChecksumError", "InvalidNonce", "crossed or empty book")
+
+
+def stream_state(stream: dict) -> str:
+    """healthy (fresh, answers from memory), rebuilding (waiting for its first or a new book
+    snapshot after a gap, bad checksum or crossed book), or stale (too old, silent, disconnected)."""
+    if stream["healthy"]:
+        return "healthy"
+    error = stream.get("error")
+    if (error is None and stream.get("age_ms") is None) or (error or "").startswith(_BOOK_FAILURES):
+        return "rebuilding"
+    return "stale"
+
+
+def _stream_answers(gateway: Gateway) -> dict[tuple[str, str], dict[str, float]]:
+    """{(route, kind): {"stream": n, "rest": n}} from the gateway's stream_answers counter."""
+    counts: dict[tuple[str, str], dict[str, float]] = {}
+    counter = getattr(getattr(gateway, "metrics", None), "stream_answers", None)
+    if counter is None:
+        return counts
+    for family in counter.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                labels = sample.labels
+                row = counts.setdefault((labels["route"], labels["kind"]), {"stream": 0, "rest": 0})
+                row[labels["source"]] = row.get(labels["source"], 0) + sample.value
+    return counts
+
+
+def streams_status(gateway: Gateway) -> list[dict[str, Any]]:
+    """Per route and kind (gateway/streams.py's StreamHub.snapshot()): subscriptions by state, the
+    age of their data, reconnects, book rebuilds and the share of streamed asks answered from memory."""
+    hub = getattr(gateway.pool, "streams", None)
+    if hub is None:
+        return []
+    from gateway.streams import KINDS
+
+    answers = _stream_answers(gateway)
+    rows = []
+    for name, route_data in sorted(hub.snapshot().items()):
+        for kind in KINDS:
+            mine = [s for s in route_data["streams"] if s["kind"] == kind]
+            mode = route_data["modes"].get(kind)
+            counted = answers.get((name, kind), {"stream": 0, "rest": 0})
+            if not mine and mode == "off" and not any(counted.values()):
+                continue
+            states = {state: 0 for state in STREAM_STATES}
+            for stream in mine:
+                stream["state"] = stream_state(stream)
+                states[stream["state"]] += 1
+            ages = sorted(s["age_ms"] for s in mine if s["state"] == "healthy" and s["age_ms"] is not None)
+            from_memory, over_rest = int(counted.get("stream", 0)), int(counted.get("rest", 0))
+            asked = from_memory + over_rest
+            rows.append(
+                {
+                    "route": name,
+                    "kind": kind,
+                    "mode": mode,
+                    "max_age_ms": route_data["max_age_ms"],
+                    "unsupported": route_data["unsupported"],
+                    "subscriptions": len(mine),
+                    **states,
+                    "age_ms_p50": percentile(ages, 0.50),
+                    "age_ms_max": ages[-1] if ages else None,
+                    "reconnects": sum(s["reconnects"] for s in mine),
+                    "resyncs": sum(s["resyncs"] for s in mine),
+                    "answers_from_memory": from_memory,
+                    "answers_over_rest": over_rest,
+                    "memory_share": round(from_memory / asked, 4) if asked else None,
+                    "symbols": sorted(mine, key=lambda s: s["symbol"]),
+                }
+            )
+    return rows
 
 
 def gauges(gateway: Gateway) -> list:
@@ -467,6 +544,51 @@ def render_html(data: dict[str, Any]) -> str:
     ]
     parts.append(
         _table("calls", ["Route", "Method", "Calls", "Errors", "Error rate", "p50 ms", "p99 ms"], rows, "no calls yet")
+    )
+
+    parts.append(
+        '<h2>Streams <span class="note">(GetTicker/GetDepth from the exchange\'s websocket; '
+        "share: streamed symbols' asks answered from memory)</span></h2>"
+    )
+    rows = [
+        f'<tr data-route="{e(st["route"])}" data-kind="{e(st["kind"])}"><td>{e(st["route"])}</td>'
+        f"<td>{e(st['kind'])}</td><td>{e(st['mode'] or DASH)}"
+        f"{' (' + e(st['unsupported']) + ')' if st['unsupported'] else ''}</td>"
+        f'<td class="num" data-k="subscriptions">{st["subscriptions"]}</td>'
+        f'<td class="num" data-k="healthy">{st["healthy"]}</td>'
+        f'<td class="num" data-k="stale">{st["stale"]}</td>'
+        f'<td class="num" data-k="rebuilding">{st["rebuilding"]}</td>'
+        f'<td class="num" data-k="age_ms_p50">{fmt_ms(st["age_ms_p50"])}</td>'
+        f'<td class="num" data-k="age_ms_max">{fmt_ms(st["age_ms_max"])}</td>'
+        f'<td class="num" data-k="reconnects">{st["reconnects"]}</td>'
+        f'<td class="num" data-k="resyncs">{st["resyncs"]}</td>'
+        f'<td class="num" data-k="memory_share">'
+        f"{DASH if st['memory_share'] is None else fmt_rate(st['memory_share'])}</td>"
+        f'<td class="num" data-k="answers">{st["answers_from_memory"]} / '
+        f"{st['answers_from_memory'] + st['answers_over_rest']}</td></tr>"
+        for st in data.get("streams", [])
+    ]
+    parts.append(
+        _table(
+            "streams",
+            [
+                "Route",
+                "Kind",
+                "Mode",
+                "Subscriptions",
+                "Healthy",
+                "Stale",
+                "Rebuilding",
+                "Age p50 ms",
+                "Age max ms",
+                "Reconnects",
+                "Book rebuilds",
+                "From memory",
+                "Memory / asked",
+            ],
+            rows,
+            "no streams: GetTicker and GetDepth are answered over REST",
+        )
     )
 
     keys = data["keys"]

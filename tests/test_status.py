@@ -20,7 +20,15 @@ import aiohttp
 import pytest
 
 from gateway.credentials import parse_credentials
-from gateway.status import FAILURES_KEPT, LATENCY_WINDOW, StatusBoard, fmt_ms, fmt_rate, percentile
+from gateway.status import (
+    FAILURES_KEPT,
+    LATENCY_WINDOW,
+    StatusBoard,
+    fmt_ms,
+    fmt_rate,
+    percentile,
+    stream_state,
+)
 from tests.conftest import API_KEY, CANARY_PASSPHRASE, CANARY_SECRET, REPLIES, Fake, GatewayClient
 from tests.fakes.server import Fault
 from tests.test_metrics import instrumented, serve  # noqa: F401  (a fixture, used by name)
@@ -243,7 +251,7 @@ class Cells(HTMLParser):
         if tag == "table":
             self._table = a.get("id")
         elif tag == "tr":
-            self._row = (a.get("data-route"), a.get("data-method") or a.get("data-key"))
+            self._row = (a.get("data-route"), a.get("data-method") or a.get("data-key") or a.get("data-kind"))
         elif tag == "td" and "data-k" in a:
             self._cell = [(self._table, self._row, a["data-k"]), ""]
         if tag == "div" and "id" in a:
@@ -405,3 +413,77 @@ async def _drive(ws: Any, url: str, screenshot: Path) -> tuple[str, list[str]]:
         return dom, problems
     finally:
         task.cancel()
+
+
+# --- streams (gateway/streams.py) -------------------------------------------------------------------
+
+
+def _from_stream(reply: dict) -> bool:
+    source = (reply.get("raw") or {}).get("source") if isinstance(reply.get("raw"), dict) else None
+    return isinstance(source, dict) and source.get("from") == "stream"
+
+
+def test_status_shows_streams_by_route_and_kind(instrumented: None, fake_binance: Fake, fake_okx: Fake):  # noqa: F811
+    fast = {"enableRateLimit": False, "timeout": 5000}
+    on = {"ticker": "on", "depth": "on", "max_age_ms": 2000}
+    routes = {
+        "bn-ws": {"ccxt": "binance", "api_base": fake_binance.url, "ccxt_config": fast, "streams": on},
+        "bn-rest": {
+            "ccxt": "binance",
+            "api_base": fake_binance.url,
+            "ccxt_config": fast,
+            "streams": {"ticker": "off", "depth": "off"},
+        },
+    }
+    with serve(fake_binance, fake_okx, exchanges=routes) as client:
+        data = status_json(client)
+        assert data["streams"] == []
+        assert 'id="streams-empty"' in status_html(client)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            ticker = client.call("bn-ws", "ticker", {"symbol": "BTC_USDT"})
+            book = client.call("bn-ws", "depth", {"symbol": "BTC_USDT", "limit": 5})
+            if _from_stream(ticker) and _from_stream(book):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the streams never answered")
+        for _ in range(3):
+            assert _from_stream(client.call("bn-ws", "ticker", {"symbol": "BTC_USDT"}))
+        client.data("bn-rest", "ticker", {"symbol": "BTC_USDT"})
+
+        data = status_json(client)
+        rows = {(r["route"], r["kind"]): r for r in data["streams"]}
+        assert set(rows) == {("bn-ws", "ticker"), ("bn-ws", "depth")}  # bn-rest streams nothing
+        ticker_row = rows[("bn-ws", "ticker")]
+        assert ticker_row["mode"] == "on" and ticker_row["subscriptions"] == 1
+        assert (ticker_row["healthy"], ticker_row["stale"], ticker_row["rebuilding"]) == (1, 0, 0)
+        assert 0 <= ticker_row["age_ms_p50"] <= ticker_row["age_ms_max"] <= 2000
+        assert ticker_row["reconnects"] == 0 and ticker_row["answers_from_memory"] >= 4
+        asked = ticker_row["answers_from_memory"] + ticker_row["answers_over_rest"]
+        assert ticker_row["memory_share"] == round(ticker_row["answers_from_memory"] / asked, 4)
+        [symbol] = ticker_row["symbols"]
+        assert symbol["symbol"] == "BTC/USDT" and symbol["state"] == "healthy"
+        assert rows[("bn-ws", "depth")]["healthy"] == 1 and rows[("bn-ws", "depth")]["answers_from_memory"] >= 1
+
+        parsed = Cells()
+        parsed.feed(status_html(client))
+        for (route, kind), row in rows.items():
+            cell = {k: v for (table, key, k), v in parsed.cells.items() if table == "streams" and key == (route, kind)}
+            for k in ("subscriptions", "healthy", "stale", "rebuilding", "reconnects", "resyncs"):
+                assert cell[k] == str(row[k]), k
+            assert cell["memory_share"] == fmt_rate(row["memory_share"])
+            asked = row["answers_from_memory"] + row["answers_over_rest"]
+            assert cell["answers"] == f"{row['answers_from_memory']} / {asked}"
+            assert re.fullmatch(r"\d+\.\d\d", cell["age_ms_p50"]) and re.fullmatch(r"\d+\.\d\d", cell["age_ms_max"])
+
+
+def test_stream_states():
+    healthy = {"healthy": True, "age_ms": 12.0, "error": None}
+    assert stream_state(healthy) == "healthy"
+    assert stream_state({"healthy": False, "age_ms": None, "error": None}) == "rebuilding"  # first snapshot
+    assert stream_state({"healthy": False, "age_ms": 80.0, "error": "InvalidNonce: gap"}) == "rebuilding"
+    assert stream_state({"healthy": False, "age_ms": 80.0, "error": "crossed or empty book"}) == "rebuilding"
+    assert stream_state({"healthy": False, "age_ms": 3000.0, "error": None}) == "stale"  # too old
+    assert stream_state({"healthy": False, "age_ms": 10500.0, "error": "silent"}) == "stale"
+    assert stream_state({"healthy": False, "age_ms": None, "error": "NetworkError: refused"}) == "stale"
