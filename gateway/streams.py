@@ -150,7 +150,7 @@ class RouteStreams:
             raw = {"asks": book["asks"], "bids": book["bids"], "timestamp": book["timestamp"]}
             raw["source"] = _source(stream, now)
             return book, raw
-        ticker = dict(stream.latest)
+        ticker = dict(self._newest_ticker(stream))
         if ticker.get("bid") is None or ticker.get("ask") is None:  # e.g. futures tickers: the book's top
             book_stream = self.streams.get(("depth", stream.symbol))
             if not self._usable(book_stream, now):
@@ -163,6 +163,15 @@ class RouteStreams:
             return None
         raw = {"info": ticker.get("info"), "source": _source(stream, now)}
         return ticker, raw
+
+    def _newest_ticker(self, stream: Stream) -> dict:
+        """The newest ticker ccxt.pro parsed for the symbol. A message that arrives while the watch
+        loop has no future pending (two in one read) resolves nothing and would be missed until the
+        next one; ccxt.pro stores every parsed ticker in `client.tickers`, so that is read instead
+        (its age is counted from the loop's last result: never younger than it really is)."""
+        cached = getattr(self.client, "tickers", None)
+        newest = cached.get(stream.symbol) if isinstance(cached, dict) else None
+        return newest if isinstance(newest, dict) else stream.latest
 
     # --- hotness and subscriptions ----------------------------------------------------------------
     def _asked(self, key: tuple[str, str], now: float) -> None:
