@@ -83,6 +83,29 @@ class Gw:
         return started, ended, json.loads(raw)
 
 
+def busy_cpu_seconds() -> float:
+    """CPU time the whole machine has been busy (every process), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class Others:
+    """CPU used, over a window, by processes other than the bench's three (others' work on the machine)."""
+
+    def __init__(self, *children: procs.Child) -> None:
+        self.children = children
+        self.start = self._sample()
+
+    def _sample(self) -> tuple[float, float, float]:
+        mine = sum(c.cpu_seconds() for c in self.children) + time.process_time()
+        return busy_cpu_seconds(), mine, time.perf_counter()
+
+    def share(self) -> float:
+        busy, mine, at = self._sample()
+        return round(max(0.0, (busy - self.start[0]) - (mine - self.start[1])) / (at - self.start[2]), 2)
+
+
 def from_stream(reply: dict) -> bool:
     raw = reply.get("raw")
     return isinstance(raw, dict) and isinstance(raw.get("source"), dict) and raw["source"].get("from") == "stream"
@@ -107,7 +130,9 @@ async def p50(gw: Gw, route: str, payload: bytes, n: int, stream_expected: bool 
     }
 
 
-async def throughput(gw: Gw, route: str, payload: bytes, c: int, seconds: float, child: procs.Child) -> dict:
+async def throughput(
+    gw: Gw, route: str, payload: bytes, c: int, seconds: float, child: procs.Child, fake: procs.Child
+) -> dict:
     done = errors = streamed = 0
     latencies: list[float] = []
     end = 0.0
@@ -127,6 +152,7 @@ async def throughput(gw: Gw, route: str, payload: bytes, c: int, seconds: float,
     await asyncio.gather(*(worker() for _ in range(c)))
     done = errors = streamed = 0
     latencies.clear()
+    others = Others(child, fake)
     cpu_gw, cpu_me, began = child.cpu_seconds(), time.process_time(), time.perf_counter()
     end = began + seconds
     await asyncio.gather(*(worker() for _ in range(c)))
@@ -141,6 +167,7 @@ async def throughput(gw: Gw, route: str, payload: bytes, c: int, seconds: float,
         "gateway_cpu_share": round((child.cpu_seconds() - cpu_gw) / elapsed, 2),
         "loadgen_cpu_share": round((time.process_time() - cpu_me) / elapsed, 2),
         "gateway_cpu_ms_per_answer": round((child.cpu_seconds() - cpu_gw) * 1000 / done, 3) if done else None,
+        "other_processes_cpu_share": others.share(),
     }
 
 
@@ -263,9 +290,9 @@ async def main_phase(args: argparse.Namespace, workdir: Path, fake: procs.Child,
                 f"depth {c1['stream_depth']['p50_ms']} ms, REST ticker {c1['rest_ticker']['p50_ms']} ms"
             )
             log("phase: c=100 answers/s")
-            stream = await throughput(gw, "ws", ticker, 100, args.seconds, gateway)
+            stream = await throughput(gw, "ws", ticker, 100, args.seconds, gateway, fake)
             counted = await get_json(session, fake.url + BY_SYMBOL_PATH)
-            rest = await throughput(gw, "rest", rest_ticker, 100, args.seconds, gateway)
+            rest = await throughput(gw, "rest", rest_ticker, 100, args.seconds, gateway, fake)
             path = "/api/v3/ticker/24hr?ETHUSDT"
             upstream = (await get_json(session, fake.url + BY_SYMBOL_PATH)).get(path, 0) - counted.get(path, 0)
             rest["upstream_requests_incl_warmup"] = upstream
@@ -276,7 +303,9 @@ async def main_phase(args: argparse.Namespace, workdir: Path, fake: procs.Child,
             }
             log(f"  stream {stream['answers_per_s']}/s, REST {rest['answers_per_s']}/s")
             log("phase: data age")
+            others = Others(gateway, fake)
             results["data_age"] = await data_age(gw, args.age_seconds, session, fake)
+            results["data_age"]["other_processes_cpu_share"] = others.share()
             results["data_age"]["move_ms"] = args.move_ms
             after = hot_rest(await get_json(session, fake.url + BY_SYMBOL_PATH))
             results["rest_calls_hot_after_warmup"] = {p: after[p] - before[p] for p in HOT_PATHS}
@@ -434,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
             "ccxt": ccxt.__version__,
             "cpus": len(os.sched_getaffinity(0)),
             "processes": "fake exchange, gateway, load generator: one each",
+            "loadavg_at_start": os.getloadavg(),
             "args": vars(args),
         },
         **results,
