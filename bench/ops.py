@@ -77,13 +77,19 @@ def start_fake(workdir: Path, name: str, weight_limit: int) -> procs.Child:
     return child
 
 
+REST_ONLY = {"ticker": "off", "depth": "off"}
+
+
 def start_gateway(workdir: Path, fake_url: str, name: str, extra: dict | None = None) -> procs.Child:
-    """The gateway with its defaults: ccxt's rate limiting on (no ccxt_config), request_timeout 10 s."""
+    """The gateway with its defaults: ccxt's rate limiting on (no ccxt_config), request_timeout 10 s.
+
+    Websocket answers are off here (REST_ONLY): this bench measures the REST path, its rate
+    budgets and deadlines; `scripts/bench --streams` measures the streamed one."""
     port = procs.free_port()
     config = {
         "server": {"log_level": "warning"},
         "allow_any_ccxt_exchange": False,
-        "exchanges": {"binance": {"ccxt": "binance", "api_base": fake_url}},
+        "exchanges": {"binance": {"ccxt": "binance", "api_base": fake_url, "streams": REST_ONLY}},
         **(extra or {}),
     }
     path = workdir / f"gateway-{name}.yaml"
