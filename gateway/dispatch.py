@@ -113,7 +113,9 @@ class Gateway:
                     raise  # a TimeoutError of the call's own, not the deadline
                 limit = self.settings.server.request_timeout
                 raise DeadlineExceeded(f"{method.fmz_name} got no answer within {limit:g} s") from None
-            reply = scrub_values(success_body(data, raw), secrets)
+            reply = success_body(data, raw)
+            if method.private:  # public answers come from the keyless client: no secret of the caller's was sent
+                reply = scrub_values(reply, secrets)
         except Exception as exc:
             message = error_message(exc, secrets)
             failure = (exc, message)
