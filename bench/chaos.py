@@ -24,10 +24,8 @@ import asyncio
 import itertools
 import json
 import math
-import platform
 import random
 import sys
-import tempfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
@@ -36,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import ccxt
 import yaml
 
 from bench import procs
@@ -659,24 +656,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.time()
-    try:
-        with tempfile.TemporaryDirectory(prefix="fmz-chaos-") as tmp:
-            doc = asyncio.run(chaos(args, Path(tmp)))
-    except KeyboardInterrupt:
-        log("interrupted")
+    doc = procs.run_benchmark("fmz-chaos-", lambda tmp: chaos(args, tmp), plain_asyncio=True)
+    if doc is None:
         return 130
-    finally:
-        procs.stop_all()
-    doc = {
-        "meta": {
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-            "seconds": round(time.time() - started, 1),
-            "python": platform.python_version(),
-            "ccxt": ccxt.__version__,
-            "args": vars(args),
-        },
-        **doc,
-    }
+    doc = {"meta": procs.meta(started, args), **doc}
     out = Path(args.out)
     out.write_text(json.dumps(_finite(doc), indent=2, default=str, allow_nan=False) + "\n")
     print(report(doc))

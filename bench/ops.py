@@ -31,10 +31,8 @@ import itertools
 import json
 import math
 import os
-import platform
 import re
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -42,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import ccxt
 import ccxt.async_support as ccxt_async
 import yaml
 
@@ -759,32 +756,11 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     started = time.time()
-    try:
-        with tempfile.TemporaryDirectory(prefix="fmz-ops-") as tmp:
-            try:
-                import uvloop
-
-                results = uvloop.run(run(args, Path(tmp)))
-            except ImportError:
-                results = asyncio.run(run(args, Path(tmp)))
-    except KeyboardInterrupt:
-        log("interrupted")
+    results = procs.run_benchmark("fmz-ops-", lambda tmp: run(args, tmp))
+    if results is None:
         return 130
-    finally:
-        procs.stop_all()
-    doc = {
-        "meta": {
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-            "seconds": round(time.time() - started, 1),
-            "python": platform.python_version(),
-            "ccxt": ccxt.__version__,
-            "cpus": len(os.sched_getaffinity(0)),
-            "weight_limit": args.weight_limit,
-            "request_timeout": args.request_timeout,
-            "args": vars(args),
-        },
-        **results,
-    }
+    extra = {"cpus": len(os.sched_getaffinity(0)), "weight_limit": args.weight_limit}
+    doc = {"meta": procs.meta(started, args, **extra, request_timeout=args.request_timeout), **results}
     targets = evaluate(doc, args)
     doc["targets"] = [t.as_dict() for t in targets]
     out = Path(args.out)

@@ -6,10 +6,12 @@ SIGKILL; `stop_all` (also run at exit and on SIGTERM) terminates whatever is sti
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import ctypes
 import os
+import platform
 import signal
 import socket
 import subprocess
@@ -17,9 +19,12 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import ccxt
 import yaml
 
 from bench.fake import STATS_PATH
@@ -149,3 +154,42 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 atexit.register(stop_all)
 signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_loop(coro: Any) -> Any:
+    """Run a coroutine on uvloop where installed (as the gateway runs), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def run_benchmark(prefix: str, make: Callable[[Path], Awaitable[Any]], *, plain_asyncio: bool = False) -> Any:
+    """`make(workdir)` run to its end in a fresh temporary folder; every child process is stopped
+    after. None when interrupted (the caller then exits 130)."""
+    try:
+        with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+            coro = make(Path(tmp))
+            return asyncio.run(coro) if plain_asyncio else run_loop(coro)
+    except KeyboardInterrupt:
+        log("interrupted")
+        return None
+    finally:
+        stop_all()
+
+
+def meta(started: float, args: Any, **extra: Any) -> dict[str, Any]:
+    """What a results file says about its run: when, how long, which Python and ccxt, the options."""
+    return {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "seconds": round(time.time() - started, 1),
+        "python": platform.python_version(),
+        "ccxt": ccxt.__version__,
+        **extra,
+        "args": dict(vars(args)),
+    }

@@ -21,7 +21,6 @@ import os
 import platform
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -255,14 +254,6 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     return results
 
 
-def run_loop(coro: Any) -> Any:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--chaos" in argv:  # faults on the fake exchanges, reconciled with what the strategy was told
@@ -279,14 +270,9 @@ def main(argv: list[str] | None = None) -> int:
         return ops.main(ops_argv(argv))
     args = parse_args(argv)
     started = time.time()
-    try:
-        with tempfile.TemporaryDirectory(prefix="fmz-bench-") as tmp:
-            results = run_loop(bench(args, Path(tmp)))
-    except KeyboardInterrupt:
-        log("interrupted")
+    results = procs.run_benchmark("fmz-bench-", lambda tmp: bench(args, tmp))
+    if results is None:
         return 130
-    finally:
-        procs.stop_all()
     targets = evaluate(results["cells"], results["memory"], results["new_key"])
     elapsed = time.time() - started
     doc = {

@@ -27,16 +27,13 @@ import asyncio
 import bisect
 import json
 import os
-import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import ccxt
 
 from bench import procs
 from bench.fake import BENCH_SECRET, BY_SYMBOL_PATH, WS_LOG_PATH, key_name
@@ -443,32 +440,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench-streams.json", help="JSON results file")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
     args = parser.parse_args(argv)
-    started = time.time()
-    from bench.run import run_loop
-
-    try:
-        with tempfile.TemporaryDirectory(prefix="fmz-bench-streams-") as tmp:
-            results = run_loop(bench(args, Path(tmp)))
-    except KeyboardInterrupt:
-        log("interrupted")
+    started, load_at_start = time.time(), os.getloadavg()
+    results = procs.run_benchmark("fmz-bench-streams-", lambda tmp: bench(args, tmp))
+    if results is None:
         return 130
-    finally:
-        procs.stop_all()
     rows = targets(results)
-    doc = {
-        "meta": {
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-            "seconds": round(time.time() - started, 1),
-            "python": platform.python_version(),
-            "ccxt": ccxt.__version__,
-            "cpus": len(os.sched_getaffinity(0)),
-            "processes": "fake exchange, gateway, load generator: one each",
-            "loadavg_at_start": os.getloadavg(),
-            "args": vars(args),
-        },
-        **results,
-        "targets": rows,
-    }
+    processes = "fake exchange, gateway, load generator: one each"
+    extra = {"cpus": len(os.sched_getaffinity(0)), "processes": processes, "loadavg_at_start": load_at_start}
+    doc = {"meta": procs.meta(started, args, **extra), **results, "targets": rows}
     Path(args.out).write_text(json.dumps(doc, indent=2, default=str) + "\n")
     print(json.dumps({k: v for k, v in results.items() if k != "status_streams"}, indent=2, default=str))
     print("\n" + table(rows))
