@@ -57,6 +57,8 @@ from typing import Any
 
 import ccxt.async_support as ccxt
 
+# Callers pass `since_ms` this long before the order was sent (listings and exchange clocks trail).
+LISTING_SKEW_MS = 60_000
 FINAL_MISS_WINDOW_S = 50.0  # Gate: text lookups work while open and for 60 s after the order ends
 LISTING_LIMIT = 100
 
@@ -255,7 +257,7 @@ async def _fetch_order_recent(
     try:
         order = await exchange.fetch_order(None, market["symbol"], {"clientOrderId": client_id})
     except ccxt.OrderNotFound:
-        if _ms_now() - since_ms <= FINAL_MISS_WINDOW_S * 1000:
+        if _ms_now() - (since_ms + LISTING_SKEW_MS) <= FINAL_MISS_WINDOW_S * 1000:  # since the order was sent
             return None
         raise LookupUnavailable(
             f"{exchange.id}: no order with client id {client_id} by client id, but that lookup only covers "

@@ -72,17 +72,19 @@ class Budget:
         start = max(now, self.next_free, self.cooldown_until)
         wait = start - now
         if now + wait > deadline:
-            self.refused += 1
             why = f"cooling down: {self.cooldown_reason}" if self.cooldown_until > now else "its request budget"
-            refusal = ccxt.RateLimitExceeded(
-                f"{self.name}: a request would wait {wait:.2f} s ({why}), past this call's deadline"
-            )
-            refusal.gateway_refusal = True  # type: ignore[attr-defined]  # never retried (gateway/calls.py)
-            raise refusal
+            raise self.refusal(f"a request would wait {wait:.2f} s ({why})")
         self.next_free = start + cost * self.ms_per_cost / 1000
         self.requests += 1
         self.waited += wait
         return wait
+
+    def refusal(self, what: str) -> ccxt.RateLimitExceeded:
+        """The answer for a request that is not sent because its call's deadline comes first."""
+        self.refused += 1
+        refusal = ccxt.RateLimitExceeded(f"{self.name}: {what}, past this call's deadline")
+        refusal.gateway_refusal = True  # type: ignore[attr-defined]  # never retried (gateway/calls.py)
+        return refusal
 
     def cool_down(self, seconds: float | None, base: float, reason: str, now: float | None = None) -> float:
         """Stop sending for the time the exchange asked, else `base` doubled per refusal in a row."""
@@ -175,6 +177,8 @@ def install(exchange: Any, limits: RateLimits, host: tuple, route: str, key_id: 
         try:
             if lock is not None and budget is private:
                 async with lock:
+                    if time.monotonic() >= DEADLINE.get():  # the call was answered meanwhile: send nothing
+                        raise budget.refusal("waited for the key's previous signed request")
                     exchange.timeout = bounded_timeout(base_timeout, DEADLINE.get())
                     return await original(path, api, method, params, config)
             exchange.timeout = bounded_timeout(base_timeout, DEADLINE.get())  # read by ccxt before its first await

@@ -20,8 +20,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import ccxt.async_support as ccxt
-
 from gateway import client_ids
 from gateway.calls import Call
 from gateway.errors import OrderNotCancelled, OrderNotPlaced, OrderStatusUnknown, error_message
@@ -48,7 +46,9 @@ async def _poll(call: Call, look: Callable[[], Awaitable[Any]], done: Callable[[
                 answer = await look()
         except TimeoutError:
             failure = "RequestTimeout: the look-up got no answer within the settle window"
-        except ccxt.BaseError as exc:
+        except client_ids.LookupUnavailable:
+            raise
+        except Exception as exc:  # ccxt failing to parse an odd answer too: a look-up that told nothing
             failure = error_message(exc, call.credentials.secrets)
         if failure is None and done(answer):
             return answer, None
@@ -60,9 +60,12 @@ async def _poll(call: Call, look: Callable[[], Awaitable[Any]], done: Callable[[
 
 
 async def settle_placement(
-    call: Call, market: dict, client_id: str | None, failure: BaseException, since_ms: int
+    call: Call, market: dict, client_id: str | None, failure: BaseException, since_ms: int, sent_at: float
 ) -> dict:
-    """The order the exchange holds for `client_id` (with its real id), else a clear OrderOutcome error."""
+    """The order the exchange holds for `client_id` (with its real id), else a clear OrderOutcome error.
+
+    "Not placed" needs the last look-up to fall at least `absence_window()` after the request went
+    out (`sent_at`, time.monotonic()): a window the deadline cut short proves nothing."""
     what = f"{call.exchange_id} did not confirm the order ({_short(failure, call)})"
     if client_id is None:
         raise OrderStatusUnknown(
@@ -89,10 +92,16 @@ async def settle_placement(
             found["id"],
         )
         return found
-    if lookup_failure is None:
+    waited = time.monotonic() - sent_at
+    if lookup_failure is None and waited >= absence_window(call):
         raise OrderNotPlaced(
-            f"{what}; it lists no order with client id {client_id} after {call.settings.settle_window:g} s: "
+            f"{what}; it lists no order with client id {client_id} {waited:.1f} s after the request: "
             "the order was not placed"
+        )
+    if lookup_failure is None:
+        raise OrderStatusUnknown(
+            f"{what}; it lists no order with client id {client_id} yet, but only {waited:.1f} s after the "
+            f"request (the call's deadline came first): check GetOrders before sending it again"
         )
     raise OrderStatusUnknown(
         f"{what} and looking it up failed ({lookup_failure}): check GetOrders for client id {client_id} "
@@ -122,6 +131,15 @@ async def settle_cancel(
     raise OrderStatusUnknown(
         f"{what} and looking order {order_id} up failed ({lookup_failure}): check GetOrder before cancelling again"
     )
+
+
+def absence_window(call: Call) -> float:
+    """Seconds after which an order the exchange does not list was not placed: the settle window,
+    and never less than the time the exchange itself would still accept the request (ccxt's
+    `recvWindow` option, where the class has one; trading.prepare caps it to the settle window)."""
+    recv_window = (getattr(call.exchange, "options", None) or {}).get("recvWindow")
+    accepted = recv_window / 1000 if isinstance(recv_window, int | float) and not isinstance(recv_window, bool) else 0
+    return max(call.settings.settle_window, accepted)
 
 
 def _short(exc: BaseException, call: Call) -> str:

@@ -9,6 +9,7 @@ The state is kept per (route, API key), so strategies that share one key on one 
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ from cachetools import LRUCache, TTLCache
 
 ORDER_NONCE_TTL = 600.0  # how long a repeated `trade` nonce returns the first placement's outcome
 ORDER_NONCES_KEPT = 10_000
+NONCE_CLOCK_SKEW = 2.0  # seconds the docker's clock may run ahead of ours
 
 
 @dataclass
@@ -52,6 +54,17 @@ class OrderNonces:
 
     def __init__(self, maxsize: int = ORDER_NONCES_KEPT, ttl: float = ORDER_NONCE_TTL) -> None:
         self._entries: TTLCache = TTLCache(maxsize=maxsize, ttl=ttl)
+        self.started = time.time()  # calls older than this were never seen by this process
+        self.ttl = ttl
+
+    def remembers(self, nonce: int) -> bool:
+        """Whether a call sent at `nonce` (FMZ: nanoseconds) would be in this store had it come
+        before: it came after this process started and within the store's lifetime. A nonce that
+        is no time (not ns or ms since 1970) counts as remembered: nothing can be said of it."""
+        seconds = nonce / 1e9 if nonce > 10**17 else nonce / 1e3 if nonce > 10**11 else None
+        if seconds is None:
+            return True
+        return seconds >= max(self.started, time.time() - self.ttl) - NONCE_CLOCK_SKEW
 
     @staticmethod
     def key(route: str, cache_key: str, nonce: int, order: tuple) -> tuple:

@@ -29,7 +29,7 @@ from typing import Any
 
 import ccxt.async_support as ccxt
 
-from gateway import client_ids, convert, fallbacks
+from gateway import client_ids, convert, fallbacks, ratelimit
 from gateway.calls import Call
 from gateway.errors import (
     BadRequest,
@@ -48,7 +48,7 @@ log = logging.getLogger("gateway.trading")
 POSITION_MODE_TTL = 300.0
 MIN_SEND_TIME = 1.0  # seconds a send gets at least, whatever is left for settling
 ANSWER_MARGIN = 0.1  # seconds kept to answer before the call's deadline
-LOOKUP_SINCE_MARGIN_MS = 60_000  # an order's exchange time may trail ours (clock skew)
+LOOKUP_SINCE_MARGIN_MS = client_ids.LISTING_SKEW_MS  # an order's exchange time may trail ours (clock skew)
 ORDER_NONCE_LOOKBACK_MS = 660_000  # a re-sent call is at most ORDER_NONCE_TTL (600 s) after the first, plus skew
 
 ORDER_KINDS = {  # FMZ trade type -> (ccxt side, reduce-only)
@@ -112,7 +112,10 @@ async def trade(call: Call) -> tuple[Any, Any]:
     key = nonces.key(call.venue.route, call.credentials.cache_key, nonce, order.identity())
     previous = nonces.get(key)
     if previous is None:
-        task = asyncio.ensure_future(place(call, order, client_id))
+        placement = place(call, order, client_id)
+        if client_id and not nonces.remembers(nonce):  # a re-send this process cannot know: ask first
+            placement = _look_then_place(call, order, client_id, nonce, placement)
+        task = asyncio.ensure_future(placement)
         nonces.put(key, task)
         task.add_done_callback(lambda done: nonces.put(key, _outcome(done)))
         return await _within_deadline(call, task, client_id)
@@ -129,11 +132,37 @@ async def trade(call: Call) -> tuple[Any, Any]:
     return previous
 
 
+async def _look_then_place(
+    call: Call, order: OrderRequest, client_id: str, nonce: int, placement: Any
+) -> tuple[Any, Any]:
+    """A call older than this process (a restart, another replica, an evicted entry): the order may
+    exist, and exchanges refuse a duplicate client id only while the first order is open (Binance),
+    so look it up before sending. Found: its answer. Not listed: placed now. Unknown: not sent."""
+    since_ms = int(nonce / 1e6 if nonce > 10**17 else nonce) - LOOKUP_SINCE_MARGIN_MS
+    try:
+        found = await client_ids.find_by_client_id(call.exchange, order.market, client_id, since_ms)
+    except Exception as exc:
+        placement.close()
+        raise in_context(
+            exc, f"a re-sent order (client id {client_id}) could not be looked up, so it was not sent", OrderNotSent
+        ) from None
+    if found and found.get("id"):
+        placement.close()
+        log.warning(
+            "%s re-sent order with client id %s exists as %s: answered, not sent",
+            call.venue.route,
+            client_id,
+            found["id"],
+        )
+        return {"id": f"{order.fmz_symbol},{found['id']}"}, found.get("info")
+    return await placement
+
+
 async def _settle_again(call: Call, order: OrderRequest, client_id: str) -> tuple[Any, Any]:
     """A re-sent call whose first placement ended unknown: look the order up again, never send it."""
     since_ms = int(time.time() * 1000) - ORDER_NONCE_LOOKBACK_MS
     failure = OrderStatusUnknown("the first placement of this order ended without an outcome")
-    result = await settle_placement(call, order.market, client_id, failure, since_ms)
+    result = await settle_placement(call, order.market, client_id, failure, since_ms, time.monotonic() - 600.0)
     return {"id": f"{order.fmz_symbol},{result['id']}"}, result.get("info")
 
 
@@ -202,6 +231,7 @@ def apply_direction(kind: str, direction: str | None) -> str:
 async def place(call: Call, order: OrderRequest, client_id: str | None) -> tuple[Any, Any]:
     since_ms = int(time.time() * 1000) - LOOKUP_SINCE_MARGIN_MS
     prepared = await prepare(call, order, client_id)
+    sent_at = time.monotonic()
     try:
         result = await send(call, prepared)
     except Exception as exc:  # a send cut short by its time budget (TimeoutError) is a lost answer too
@@ -212,7 +242,7 @@ async def place(call: Call, order: OrderRequest, client_id: str | None) -> tuple
             raise
         if outcome is Outcome.NOT_SENT:
             raise in_context(exc, "the order was not sent (no connection to the exchange)") from None
-        result = await settle_placement(call, order.market, client_id, exc, since_ms)
+        result = await settle_placement(call, order.market, client_id, exc, since_ms, sent_at)
     return {"id": f"{order.fmz_symbol},{result['id']}"}, result.get("info")
 
 
@@ -229,6 +259,7 @@ async def prepare(call: Call, order: OrderRequest, client_id: str | None) -> Pre
             params["hedged"] = True
     if client_id:
         params.update(client_ids.create_params(call.exchange, client_id))
+        cap_receive_window(call)
     symbol = order.market["symbol"]
     if order.price is not None:
         return PreparedOrder(symbol, "limit", order.side, float(order.amount), float(order.price), params, client_id)
@@ -248,6 +279,19 @@ async def send(call: Call, prepared: PreparedOrder) -> dict:
     """One create call; an answer without a real order id counts as garbled (settled, never answered)."""
     budget = max(MIN_SEND_TIME, call.remaining() - call.settings.settle_window - ANSWER_MARGIN)
     params = dict(prepared.params)
+    # the rate limiter sends nothing it would have to hold past the send's budget (look-ups after
+    # it keep the call's own deadline)
+    token = ratelimit.DEADLINE.set(min(ratelimit.DEADLINE.get(), time.monotonic() + budget))
+    try:
+        result = await _create(call, prepared, params, budget)
+    finally:
+        ratelimit.DEADLINE.reset(token)
+    if not isinstance(result, dict) or isinstance(result.get("info"), str) or not result.get("id"):
+        raise ccxt.BadResponse(f"{call.exchange_id} answered the order without an order id")
+    return result
+
+
+async def _create(call: Call, prepared: PreparedOrder, params: dict, budget: float) -> Any:
     async with asyncio.timeout(budget if budget < 1e9 else None):
         if "cost" in params:
             cost = params.pop("cost")
@@ -269,8 +313,6 @@ async def send(call: Call, prepared: PreparedOrder) -> dict:
                 result = await call.exchange.create_order(
                     prepared.symbol, "market", prepared.side, prepared.amount, reference, params
                 )
-    if not isinstance(result, dict) or isinstance(result.get("info"), str) or not result.get("id"):
-        raise ccxt.BadResponse(f"{call.exchange_id} answered the order without an order id")
     return result
 
 
@@ -281,6 +323,16 @@ async def _reference_price(call: Call, symbol: str, side: str) -> float:
     if not price:
         raise BadRequest(f"{call.exchange_id} wants a price with market orders and has none for {symbol} now")
     return float(price)
+
+
+def cap_receive_window(call: Call) -> None:
+    """Where ccxt signs with a receive window (binance: 10 s by default), an exchange may still take
+    a delayed order that long after it was sent: keep it within the settle window, so that "not
+    placed" after the window is final (the key's client is its own: other keys are unaffected)."""
+    window = call.exchange.options.get("recvWindow")
+    limit = int(call.settings.settle_window * 1000)
+    if isinstance(window, int | float) and not isinstance(window, bool) and window > limit:
+        call.exchange.options["recvWindow"] = limit
 
 
 def client_order_id(call: Call, order: OrderRequest) -> str | None:
@@ -343,8 +395,8 @@ async def apply_pending_leverage(call: Call, market: dict) -> None:
     """A SetMarginLevel that arrived (io code 0) without a symbol applies before the next opening order.
 
     Called under `leverage_lock`: a concurrent order waits for the change instead of trading at
-    the old leverage. The contract counts as settled once the change was answered either way: a
-    level it refuses fails one order, with the reason, and later orders trade at its current level."""
+    the old leverage. A level the exchange refuses fails one order, with the reason, and later orders
+    trade at the contract's current level; a change that failed on the way is tried again."""
     state = call.state
     if state is None or state.margin_level is None or not call.has("setLeverage"):
         return
@@ -356,12 +408,12 @@ async def apply_pending_leverage(call: Call, market: dict) -> None:
     try:
         await change_leverage(call, state.margin_level, symbol)
     except ccxt.BaseError as exc:
-        if await leverage_already_at(call, symbol, state.margin_level, exc):
-            return
-        context = f"SetMarginLevel({state.margin_level}) failed for {symbol}, so the order was not sent"
-        raise in_context(exc, context) from None
-    finally:
-        state.leverage_settled.add(symbol)
+        if not await leverage_already_at(call, symbol, state.margin_level, exc):
+            if isinstance(exc, ccxt.ExchangeError):  # the exchange answered no: later orders trade as it is
+                state.leverage_settled.add(symbol)
+            context = f"SetMarginLevel({state.margin_level}) failed for {symbol}, so the order was not sent"
+            raise in_context(exc, context) from None
+    state.leverage_settled.add(symbol)  # set (or already at it); a network failure leaves it pending
 
 
 async def is_hedged(call: Call, market: dict) -> bool:
@@ -404,7 +456,14 @@ async def cancel(call: Call) -> tuple[Any, Any]:
     except Exception as exc:
         if classify(exc, call.exchange) is not Outcome.UNKNOWN:
             raise
-        order = await settle_cancel(call, lambda: _fetch_order(call, order_id, symbol), order_id, exc)
+        settling = settle_cancel(call, lambda: _fetch_order(call, order_id, symbol), order_id, exc)
+        try:
+            order = await asyncio.wait_for(settling, max(0.0, call.remaining() - ANSWER_MARGIN))
+        except TimeoutError:
+            raise OrderStatusUnknown(
+                f"the cancel of order {order_id} was not confirmed before the call's deadline: check GetOrder "
+                "before cancelling again"
+            ) from None
         return True, order.get("info")
     return True, (result or {}).get("info")
 
