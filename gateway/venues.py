@@ -185,11 +185,14 @@ def build_exchange(venue: Venue, credentials: dict[str, str], extra_config: dict
 
 
 def _apply_gateway_defaults(exchange: Any, venue: Venue) -> None:
-    """Options an FMZ caller implies. A GetOrders without a pair (or with a range such as
+    """Options an FMZ caller implies, and one it forbids. A GetOrders without a pair (or with a range such as
     USDT.swap) is a deliberate request, so ccxt's binance-family refusal to list open orders
     without a symbol is acknowledged, unless the config sets it."""
     if "warnOnFetchOpenOrdersWithoutSymbol" not in venue.options:
         exchange.options["warnOnFetchOpenOrdersWithoutSymbol"] = False
+    # ccxt's own retry loop would re-send an order POST after a network error: a duplicate order.
+    # Reads are retried by the gateway (gateway/calls.py); orders never.
+    exchange.options["maxRetriesOnFailure"] = 0
 
 
 def enable_sandbox(exchange: Any, venue: Venue) -> None:

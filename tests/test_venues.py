@@ -204,3 +204,9 @@ def test_refused_routes_are_not_listed_in_the_index():
     )
     with BackgroundServer(create_app(settings)) as server:
         assert httpx.get(server.url).json()["configured_routes"] == ["okx"]
+
+
+def test_ccxt_never_retries_a_request_itself_whatever_the_config():
+    """ccxt's maxRetriesOnFailure would re-send an order after a network error."""
+    venue = Venue("x", "binance", options={"maxRetriesOnFailure": 3})
+    assert build_exchange(venue, {}).options["maxRetriesOnFailure"] == 0
