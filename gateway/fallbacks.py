@@ -25,7 +25,7 @@ import inspect
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import ccxt.async_support as ccxt
@@ -252,27 +252,49 @@ def _pick(found: dict, symbol: str, what: str, call: Any) -> Any:
     return item
 
 
-# GetTicker / GetTickers
-async def _ticker(call, ask):
-    return await _read(call, ask, ("ticker", ask.symbol), lambda: call.exchange.fetch_ticker(ask.symbol))
+# One instrument, several, or each in turn (GetTicker / GetTickers, GetFundings)
+def _one(kind: str, method: str) -> Asker:
+    """`method(symbol)` for the ask's one instrument, keyed `(kind, symbol)`."""
+
+    async def ask_one(call, ask):
+        return await _read(call, ask, (kind, ask.symbol), lambda: _method(call, method)(ask.symbol))
+
+    return ask_one
 
 
-async def _ticker_from_tickers(call, ask):
-    found = await _read(call, ask, ("tickers", (ask.symbol,)), lambda: call.exchange.fetch_tickers([ask.symbol]))
-    return _pick(found, ask.symbol, "fetchTickers", call)
+def _one_from_many(kind: str, method: str) -> Asker:
+    """The plural `method` asked for the ask's one instrument, and its entry picked out."""
+
+    async def ask_one(call, ask):
+        found = await _read(call, ask, (kind, (ask.symbol,)), lambda: _method(call, method)([ask.symbol]))
+        return _pick(found, ask.symbol, method, call)
+
+    return ask_one
 
 
-async def _tickers(call, ask):
-    symbols = None if ask.whole else list(ask.symbols)
-    params = _params(call, ask, "fetchTickers")
-    key = _key(params, "tickers", None if ask.whole else ask.symbols)
-    return await _read(call, ask, key, lambda: call.exchange.fetch_tickers(symbols, params))
+def _many(kind: str, method: str) -> Asker:
+    """The plural `method` for the ask's instruments, or (whole) everything in the group's account."""
+
+    async def ask_many(call, ask):
+        symbols = None if ask.whole else list(ask.symbols)
+        params = _params(call, ask, method)
+        key = _key(params, kind, None if ask.whole else ask.symbols)
+        return await _read(call, ask, key, lambda: _method(call, method)(symbols, params))
+
+    return ask_many
 
 
-async def _tickers_one_by_one(call, ask):
-    return await _each_symbol(
-        call, ask, lambda s: _read(call, ask, ("ticker", s), lambda: call.exchange.fetch_ticker(s))
-    )
+def _one_by_one(one: Asker) -> Asker:
+    """`one` asked per instrument of the ask (at most MAX_PER_SYMBOL: Row.fans_out_to)."""
+
+    async def each(call, ask):
+        return await _each_symbol(call, ask, lambda s: one(call, replace(ask, symbol=s)))
+
+    return each
+
+
+_ticker = _one("ticker", "fetchTicker")
+_funding = _one("funding", "fetchFundingRate")
 
 
 # GetDepth
@@ -347,9 +369,12 @@ async def _open_among_orders(call, ask):
 
 
 # GetHistoryOrders
-def history_since(exchange: Any, group: Group, method: str, since: int | None, now_ms: int | None = None) -> int | None:
-    """`since`, no further back than ccxt's `features` say the exchange keeps orders (`daysBack`)."""
-    days = feature(exchange, group, method, "daysBack")
+def history_since(
+    exchange: Any, group: Group, method: str, since: int | None, now_ms: int | None = None, days_key: str = "daysBack"
+) -> int | None:
+    """`since`, no further back than ccxt's `features` say the exchange keeps orders (`daysBack`,
+    or `days_key`: `daysBackCanceled` for canceled ones)."""
+    days = feature(exchange, group, method, days_key)
     if not isinstance(days, int | float) or days <= 0 or since is None:
         return since
     earliest = (now_ms or int(time.time() * 1000)) - int(days * DAY_MS)
@@ -396,10 +421,7 @@ async def _closed_and_canceled(call, ask):
     closed = await call.read(None, lambda: call.exchange.fetch_closed_orders(ask.symbol, since, ask.limit, params))
     if not call.has("fetchCanceledOrders"):
         return closed
-    days = feature(call.exchange, ask.group, "fetchClosedOrders", "daysBackCanceled")
-    canceled_since = since
-    if isinstance(days, int | float) and days > 0 and since is not None:
-        canceled_since = max(since, int(time.time() * 1000) - int(days * DAY_MS))
+    canceled_since = history_since(call.exchange, ask.group, "fetchClosedOrders", since, days_key="daysBackCanceled")
     canceled_params = _params(call, ask, "fetchCanceledOrders")
     try:
         canceled = await call.read(
@@ -427,31 +449,10 @@ async def _position(call, ask):
     return [position] if position else []
 
 
-# GetFundings
-async def _funding(call, ask):
-    return await _read(call, ask, ("funding", ask.symbol), lambda: call.exchange.fetch_funding_rate(ask.symbol))
-
-
-async def _funding_from_rates(call, ask):
-    found = await _read(call, ask, ("fundings", (ask.symbol,)), lambda: call.exchange.fetch_funding_rates([ask.symbol]))
-    return _pick(found, ask.symbol, "fetchFundingRates", call)
-
-
-async def _fundings(call, ask):
-    symbols = None if ask.whole else list(ask.symbols)
-    params = _params(call, ask, "fetchFundingRates")
-    key = _key(params, "fundings", None if ask.whole else ask.symbols)
-    return await _read(call, ask, key, lambda: call.exchange.fetch_funding_rates(symbols, params))
-
-
-async def _fundings_one_by_one(call, ask):
-    return await _each_symbol(call, ask, lambda s: _funding(call, Ask(ask.group, symbol=s, shared=ask.shared)))
-
-
 TABLES: dict[str, tuple[Row, ...]] = {
     "GetTicker": (
         Row("fetchTicker", _ticker),
-        Row("fetchTickers", _ticker_from_tickers, note="asked for the one symbol"),
+        Row("fetchTickers", _one_from_many("tickers", "fetchTickers"), note="asked for the one symbol"),
     ),
     "GetDepth": (
         Row("fetchOrderBook", _order_book),
@@ -464,8 +465,8 @@ TABLES: dict[str, tuple[Row, ...]] = {
     ),
     "GetMarkets": (Row("fetchMarkets", None, note="loaded once per route, shared"),),
     "GetTickers": (
-        Row("fetchTickers", _tickers, note="one request per account type the route lists"),
-        Row("fetchTicker", _tickers_one_by_one, per_symbol=True, note=f"per instrument, at most {MAX_PER_SYMBOL}"),
+        Row("fetchTickers", _many("tickers", "fetchTickers"), note="one request per account type the route lists"),
+        Row("fetchTicker", _one_by_one(_ticker), per_symbol=True, note=f"per instrument, at most {MAX_PER_SYMBOL}"),
     ),
     "GetAccount": (Row("fetchBalance", _balance),),
     "GetAssets": (Row("fetchBalance", _balance),),
@@ -497,10 +498,10 @@ TABLES: dict[str, tuple[Row, ...]] = {
     "SetMarginLevel": (Row("setLeverage", None, note="gateway/futures.py"),),
     "GetFundings": (
         Row("fetchFundingRate", _funding, when=ONE),
-        Row("fetchFundingRates", _fundings, note="asked for the symbols, or for all"),
+        Row("fetchFundingRates", _many("fundings", "fetchFundingRates"), note="asked for the symbols, or for all"),
         Row(
             "fetchFundingRate",
-            _fundings_one_by_one,
+            _one_by_one(_funding),
             when=MANY,
             per_symbol=True,
             note=f"per instrument, at most {MAX_PER_SYMBOL}",
