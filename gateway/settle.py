@@ -137,9 +137,13 @@ def absence_window(call: Call) -> float:
     """Seconds after which an order the exchange does not list was not placed: the settle window,
     and never less than the time the exchange itself would still accept the request (ccxt's
     `recvWindow` option, where the class has one; trading.prepare caps it to the settle window)."""
-    recv_window = (getattr(call.exchange, "options", None) or {}).get("recvWindow")
-    accepted = recv_window / 1000 if isinstance(recv_window, int | float) and not isinstance(recv_window, bool) else 0
-    return max(call.settings.settle_window, accepted)
+    return max(call.settings.settle_window, receive_window_ms(call.exchange) / 1000)
+
+
+def receive_window_ms(exchange: Any) -> float:
+    """ccxt's `recvWindow` option of the client (ms), 0 where the class signs without one."""
+    window = (getattr(exchange, "options", None) or {}).get("recvWindow")
+    return float(window) if isinstance(window, int | float) and not isinstance(window, bool) else 0.0
 
 
 def _short(exc: BaseException, call: Call) -> str:

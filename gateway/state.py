@@ -45,6 +45,11 @@ class StateStore:
         return self._states.get((route, cache_key))
 
 
+def nonce_seconds(nonce: int) -> float | None:
+    """The time an FMZ nonce names (nanoseconds; milliseconds from older dockers), None if none."""
+    return nonce / 1e9 if nonce > 10**17 else nonce / 1e3 if nonce > 10**11 else None
+
+
 class OrderNonces:
     """(route, key, nonce, order) -> the placement (in flight or finished), for a bounded time.
 
@@ -61,7 +66,7 @@ class OrderNonces:
         """Whether a call sent at `nonce` (FMZ: nanoseconds) would be in this store had it come
         before: it came after this process started and within the store's lifetime. A nonce that
         is no time (not ns or ms since 1970) counts as remembered: nothing can be said of it."""
-        seconds = nonce / 1e9 if nonce > 10**17 else nonce / 1e3 if nonce > 10**11 else None
+        seconds = nonce_seconds(nonce)
         if seconds is None:
             return True
         return seconds >= max(self.started, time.time() - self.ttl) - NONCE_CLOCK_SKEW

@@ -42,7 +42,8 @@ from gateway.errors import (
 )
 from gateway.outcomes import Outcome, classify
 from gateway.protocol import decimal_param, str_param
-from gateway.settle import settle_cancel, settle_placement
+from gateway.settle import CANCELLED_STATUSES, receive_window_ms, settle_cancel, settle_placement
+from gateway.state import nonce_seconds
 
 log = logging.getLogger("gateway.trading")
 POSITION_MODE_TTL = 300.0
@@ -115,21 +116,29 @@ async def trade(call: Call) -> tuple[Any, Any]:
         placement = place(call, order, client_id)
         if client_id and not nonces.remembers(nonce):  # a re-send this process cannot know: ask first
             placement = _look_then_place(call, order, client_id, nonce, placement)
-        task = asyncio.ensure_future(placement)
-        nonces.put(key, task)
-        task.add_done_callback(lambda done: nonces.put(key, _outcome(done)))
-        return await _within_deadline(call, task, client_id)
+        return await _within_deadline(call, _remembered(nonces, key, placement), client_id)
     log.warning("trade with nonce %s repeated on %s: answering with the first placement", nonce, call.venue.route)
     if isinstance(previous, asyncio.Future):
         return await _within_deadline(call, previous, client_id)
     if isinstance(previous, PlacementFailed):
         if previous.kind == OrderStatusUnknown.kind and client_id:  # ask again: the exchange may know by now
-            task = asyncio.ensure_future(_settle_again(call, order, client_id))
-            nonces.put(key, task)
-            task.add_done_callback(lambda done: nonces.put(key, _outcome(done)))
+            task = _remembered(nonces, key, _settle_again(call, order, client_id))
             return await _within_deadline(call, task, client_id)
         raise GatewayError(previous.message, previous.kind)
     return previous
+
+
+def _remembered(nonces: Any, key: tuple, placement: Any) -> asyncio.Future:
+    """Run a placement as its own task, kept under its nonce: in flight, then its outcome."""
+    task = asyncio.ensure_future(placement)
+    nonces.put(key, task)
+    task.add_done_callback(lambda done: nonces.put(key, _outcome(done)))
+    return task
+
+
+def _answer(order: OrderRequest, placed: dict) -> tuple[Any, Any]:
+    """FMZ's answer for an order the exchange holds: `"<FMZ symbol>,<exchange id>"`."""
+    return {"id": f"{order.fmz_symbol},{placed['id']}"}, placed.get("info")
 
 
 async def _look_then_place(
@@ -138,7 +147,7 @@ async def _look_then_place(
     """A call older than this process (a restart, another replica, an evicted entry): the order may
     exist, and exchanges refuse a duplicate client id only while the first order is open (Binance),
     so look it up before sending. Found: its answer. Not listed: placed now. Unknown: not sent."""
-    since_ms = int(nonce / 1e6 if nonce > 10**17 else nonce) - LOOKUP_SINCE_MARGIN_MS
+    since_ms = int(nonce_seconds(nonce) * 1000) - LOOKUP_SINCE_MARGIN_MS
     try:
         found = await client_ids.find_by_client_id(call.exchange, order.market, client_id, since_ms)
     except Exception as exc:
@@ -154,7 +163,7 @@ async def _look_then_place(
             client_id,
             found["id"],
         )
-        return {"id": f"{order.fmz_symbol},{found['id']}"}, found.get("info")
+        return _answer(order, found)
     return await placement
 
 
@@ -163,20 +172,23 @@ async def _settle_again(call: Call, order: OrderRequest, client_id: str) -> tupl
     since_ms = int(time.time() * 1000) - ORDER_NONCE_LOOKBACK_MS
     failure = OrderStatusUnknown("the first placement of this order ended without an outcome")
     result = await settle_placement(call, order.market, client_id, failure, since_ms, time.monotonic() - 600.0)
-    return {"id": f"{order.fmz_symbol},{result['id']}"}, result.get("info")
+    return _answer(order, result)
 
 
 async def _within_deadline(call: Call, placement: asyncio.Future, client_id: str | None) -> tuple[Any, Any]:
     """The placement's answer, or OrderStatusUnknown at the deadline (the placement goes on, and a
     re-send with the same nonce gets its outcome)."""
+    named = f"client id {client_id}" if client_id else "no client id"
+    unknown = f"no outcome within the call's deadline; the order is still being settled ({named}): check GetOrders"
+    return await by_deadline(call, asyncio.shield(placement), f"{unknown} before sending it again")
+
+
+async def by_deadline(call: Call, outcome: Any, unknown: str) -> Any:
+    """`outcome` awaited until just before the call's deadline; then OrderStatusUnknown(`unknown`)."""
     try:
-        return await asyncio.wait_for(asyncio.shield(placement), max(0.0, call.remaining() - ANSWER_MARGIN))
+        return await asyncio.wait_for(outcome, max(0.0, call.remaining() - ANSWER_MARGIN))
     except TimeoutError:
-        named = f"client id {client_id}" if client_id else "no client id"
-        raise OrderStatusUnknown(
-            f"no outcome within the call's deadline; the order is still being settled ({named}): check GetOrders "
-            "before sending it again"
-        ) from None
+        raise OrderStatusUnknown(unknown) from None
 
 
 def _outcome(done: asyncio.Future) -> Any:
@@ -236,14 +248,12 @@ async def place(call: Call, order: OrderRequest, client_id: str | None) -> tuple
         result = await send(call, prepared)
     except Exception as exc:  # a send cut short by its time budget (TimeoutError) is a lost answer too
         outcome = classify(exc, call.exchange)
-        if outcome is Outcome.REJECTED:
-            raise
-        if isinstance(exc, OrderNotSent):
+        if outcome is Outcome.REJECTED or isinstance(exc, OrderNotSent):  # it says so itself
             raise
         if outcome is Outcome.NOT_SENT:
             raise in_context(exc, "the order was not sent (no connection to the exchange)") from None
         result = await settle_placement(call, order.market, client_id, exc, since_ms, sent_at)
-    return {"id": f"{order.fmz_symbol},{result['id']}"}, result.get("info")
+    return _answer(order, result)
 
 
 async def prepare(call: Call, order: OrderRequest, client_id: str | None) -> PreparedOrder:
@@ -329,9 +339,8 @@ def cap_receive_window(call: Call) -> None:
     """Where ccxt signs with a receive window (binance: 10 s by default), an exchange may still take
     a delayed order that long after it was sent: keep it within the settle window, so that "not
     placed" after the window is final (the key's client is its own: other keys are unaffected)."""
-    window = call.exchange.options.get("recvWindow")
     limit = int(call.settings.settle_window * 1000)
-    if isinstance(window, int | float) and not isinstance(window, bool) and window > limit:
+    if receive_window_ms(call.exchange) > limit:
         call.exchange.options["recvWindow"] = limit
 
 
@@ -450,20 +459,15 @@ async def cancel(call: Call) -> tuple[Any, Any]:
         order = await _order_or_none(call, order_id, symbol)
         if order is None:
             raise
-        if order.get("status") in ("canceled", "cancelled", "expired"):
+        if order.get("status") in CANCELLED_STATUSES:
             return True, order.get("info")
         raise in_context(exc, f"order {order_id} is {order.get('status')}, not cancelled") from None
     except Exception as exc:
         if classify(exc, call.exchange) is not Outcome.UNKNOWN:
             raise
         settling = settle_cancel(call, lambda: _fetch_order(call, order_id, symbol), order_id, exc)
-        try:
-            order = await asyncio.wait_for(settling, max(0.0, call.remaining() - ANSWER_MARGIN))
-        except TimeoutError:
-            raise OrderStatusUnknown(
-                f"the cancel of order {order_id} was not confirmed before the call's deadline: check GetOrder "
-                "before cancelling again"
-            ) from None
+        unknown = f"the cancel of order {order_id} was not confirmed before the call's deadline: check GetOrder"
+        order = await by_deadline(call, settling, f"{unknown} before cancelling again")
         return True, order.get("info")
     return True, (result or {}).get("info")
 
