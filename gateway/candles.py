@@ -23,6 +23,7 @@ from typing import Any
 from gateway import convert
 from gateway.calls import Call
 from gateway.errors import BadRequest, GatewayError, NotSupported, not_supported
+from gateway.fallbacks import feature, group_of
 from gateway.protocol import decimal_param, int_param
 
 DEFAULT_BARS = 100  # bars built when FMZ gives no limit
@@ -119,14 +120,13 @@ def timeframe_seconds(exchange: Any) -> dict[int, str]:
 
 def ohlcv_max_limit(exchange: Any, market: dict) -> int:
     """The most candles one request returns, from ccxt's `features` where it states it."""
-    features = getattr(exchange, "features", None) or {}
-    kind = market.get("type") or "spot"
-    section = features.get(kind) or {}
-    if kind in ("swap", "future") and isinstance(section, dict):
-        section = section.get("inverse" if market.get("inverse") else "linear") or section
-    ohlcv = section.get("fetchOHLCV") if isinstance(section, dict) else None
-    limit = ohlcv.get("limit") if isinstance(ohlcv, dict) else None
-    return int(limit) if isinstance(limit, int | float) and limit > 0 else FALLBACK_PER_REQUEST
+    return stated_limit(exchange, market, "fetchOHLCV", FALLBACK_PER_REQUEST)
+
+
+def stated_limit(exchange: Any, market: dict, method: str, default: int) -> int:
+    """`features`' `limit` of `method` for the market's type, else `default`."""
+    limit = feature(exchange, group_of(market), method, "limit")
+    return int(limit) if isinstance(limit, int | float) and limit > 0 else default
 
 
 # --- bars built from public trades, for exchanges without a candle endpoint ---------------------
@@ -247,13 +247,7 @@ async def page_back(call: Call, symbol: str, tape: Tape, wanted_ms: int, period_
 
 def trades_per_request(exchange: Any, market: dict) -> int:
     """Trades one request asks for: ccxt's `features` where it states it, else TRADES_PER_REQUEST."""
-    features = getattr(exchange, "features", None) or {}
-    section = features.get(market.get("type") or "spot") or {}
-    if market.get("type") in ("swap", "future") and isinstance(section, dict):
-        section = section.get("inverse" if market.get("inverse") else "linear") or section
-    stated = section.get("fetchTrades") if isinstance(section, dict) else None
-    limit = stated.get("limit") if isinstance(stated, dict) else None
-    return int(limit) if isinstance(limit, int | float) and limit > 0 else TRADES_PER_REQUEST
+    return stated_limit(exchange, market, "fetchTrades", TRADES_PER_REQUEST)
 
 
 def parse_trades(page: list[dict], since: int | None = None) -> list[tuple[int, float, float]]:
