@@ -167,23 +167,24 @@ def install(exchange: Any, limits: RateLimits, host: tuple, route: str, key_id: 
             cost = float(exchange.calculate_rate_limiter_cost(api, method, path, params, config) or 1)
         except Exception:  # a cost ccxt cannot compute for this call: count it as one unit
             cost = 1.0
-        if public is not budget and public.cooldown_until > time.monotonic():  # an IP ban stops every request
-            public.reserve(0, DEADLINE.get())
-        wait = budget.reserve(cost, DEADLINE.get())
+        banned = public is not budget and public.cooldown_until > time.monotonic()  # a ban stops every request
+        wait = max(public.reserve(0, DEADLINE.get()) if banned else 0.0, budget.reserve(cost, DEADLINE.get()))
         metrics.budget(route, round(max(0.0, budget.next_free - time.monotonic()), 3), None)
         if wait > 0:
             metrics.rate_limit_wait(route, wait)
             await asyncio.sleep(wait)
+        if lock is None or budget is not private:
+            return await send(budget, path, api, method, params, config)
+        async with lock:
+            if time.monotonic() >= DEADLINE.get():  # the call was answered meanwhile: send nothing
+                raise budget.refusal("waited for the key's previous signed request")
+            return await send(budget, path, api, method, params, config)
+
+    async def send(budget: Budget, *request: Any) -> Any:
+        exchange.timeout = bounded_timeout(base_timeout, DEADLINE.get())  # read by ccxt before its first await
         try:
-            if lock is not None and budget is private:
-                async with lock:
-                    if time.monotonic() >= DEADLINE.get():  # the call was answered meanwhile: send nothing
-                        raise budget.refusal("waited for the key's previous signed request")
-                    exchange.timeout = bounded_timeout(base_timeout, DEADLINE.get())
-                    return await original(path, api, method, params, config)
-            exchange.timeout = bounded_timeout(base_timeout, DEADLINE.get())  # read by ccxt before its first await
-            return await original(path, api, method, params, config)
-        except (ccxt.DDoSProtection, ccxt.RateLimitExceeded) as exc:
+            return await original(*request)
+        except (ccxt.DDoSProtection, ccxt.RateLimitExceeded) as exc:  # the exchange's refusal: cool down
             asked = retry_after(exchange)
             if is_ip_ban(exc):
                 reason = f"IP banned (HTTP 418): {str(exc)[:120]}"

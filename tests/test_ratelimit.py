@@ -161,3 +161,15 @@ def test_a_requests_timeout_is_cut_to_what_is_left_of_its_call():
     assert bounded_timeout(10_000, time.monotonic() + 3) == pytest.approx(2950, abs=20)  # minus the margin
     assert bounded_timeout(10_000, time.monotonic() + 60) == 10_000
     assert bounded_timeout(10_000, time.monotonic() - 1) == 100  # never zero or negative
+
+
+async def test_a_signed_request_waits_out_an_ip_ban_that_ends_before_its_deadline():
+    limits = RateLimits()
+    binance_client(limits)  # the public budget of the host
+    keyed = binance_client(limits, "key1", paced=False)
+    Transport(keyed, [(200, {"balances": []})])
+    [public] = limits.public.values()
+    public.cool_down(0.3, 60, "IP banned (HTTP 418)")
+    started = time.monotonic()
+    await keyed.fetch_balance()
+    assert time.monotonic() - started >= 0.25  # nothing went out from the banned IP meanwhile
