@@ -68,120 +68,103 @@ class Metrics:
         global _latest
         self.board = board
         self.registry = CollectorRegistry()
-        r = self.registry
-        self.requests = Counter(
-            f"{PREFIX}_requests",
+
+        def counter(name: str, documentation: str, labels: tuple[str, ...]) -> Counter:
+            return Counter(f"{PREFIX}_{name}", documentation, labels, registry=self.registry)
+
+        def histogram(name: str, documentation: str, labels: tuple[str, ...]) -> Histogram:
+            return Histogram(f"{PREFIX}_{name}", documentation, labels, buckets=LATENCY_BUCKETS, registry=self.registry)
+
+        self.requests = counter(
+            "requests",
             "FMZ calls answered, by route, method and outcome (ok or the error kind)",
             ("route", "method", "outcome"),
-            registry=r,
         )
-        self.latency = Histogram(
-            f"{PREFIX}_request_seconds",
-            "Time to answer an FMZ call, in the gateway (upstream included)",
-            ("route", "method"),
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+        self.latency = histogram(
+            "request_seconds", "Time to answer an FMZ call, in the gateway (upstream included)", ("route", "method")
         )
-        self.upstream_requests = Counter(
-            f"{PREFIX}_upstream_requests",
+        self.upstream_requests = counter(
+            "upstream_requests",
             "HTTP requests to exchanges, by route and outcome "
             "(ok, 4xx, 5xx, 429, 418, exchange_error, timeout, refused, network, cancelled)",
             ("route", "outcome"),
-            registry=r,
         )
-        self.upstream_latency = Histogram(
-            f"{PREFIX}_upstream_request_seconds",
-            "Time of one HTTP request to an exchange",
-            ("route",),
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+        self.upstream_latency = histogram(
+            "upstream_request_seconds", "Time of one HTTP request to an exchange", ("route",)
         )
-        self.retries = Counter(f"{PREFIX}_read_retries", "Reads retried", ("route", "method"), registry=r)
-        self.coalesced_calls = Counter(
-            f"{PREFIX}_coalesced_reads",
+        self.retries = counter("read_retries", "Reads retried", ("route", "method"))
+        self.coalesced_calls = counter(
+            "coalesced_reads",
             "Reads that joined an identical read in flight (single-flight followers)",
             ("route", "read"),
-            registry=r,
         )
-        self.cache_hits = Counter(
-            f"{PREFIX}_public_cache_hits", "Public reads answered from the cache", ("route", "method"), registry=r
+        self.cache_hits = counter("public_cache_hits", "Public reads answered from the cache", ("route", "method"))
+        self.rate_limit_waits = counter("rate_limit_waits", "Requests that waited for the rate limiter", ("route",))
+        self.rate_limit_wait_seconds = counter(
+            "rate_limit_wait_seconds", "Time spent waiting for the rate limiter", ("route",)
         )
-        self.rate_limit_waits = Counter(
-            f"{PREFIX}_rate_limit_waits", "Requests that waited for the rate limiter", ("route",), registry=r
+        self.cooldowns = counter(
+            "cooldowns", "Times a route stopped sending for a while (rate limited, banned)", ("route",)
         )
-        self.rate_limit_wait_seconds = Counter(
-            f"{PREFIX}_rate_limit_wait_seconds", "Time spent waiting for the rate limiter", ("route",), registry=r
-        )
-        self.cooldowns = Counter(
-            f"{PREFIX}_cooldowns",
-            "Times a route stopped sending for a while (rate limited, banned)",
-            ("route",),
-            registry=r,
-        )
-        self.stream_answers = Counter(
-            f"{PREFIX}_stream_answers",
+        self.stream_answers = counter(
+            "stream_answers",
             "GetTicker/GetDepth asks on streamed symbols, by source: stream (from memory) or rest (stale, broken)",
             ("route", "kind", "source"),
-            registry=r,
         )
-        self.stream_events = Counter(
-            f"{PREFIX}_stream_events",
+        self.stream_events = counter(
+            "stream_events",
             "Websocket stream events: subscribed, closed, reconnect, resync (book rebuilt), capped",
             ("route", "kind", "event"),
-            registry=r,
         )
         if collect is not None:
-            r.register(_Collector(collect))
+            self.registry.register(_Collector(collect))
         self._children: dict[tuple, Any] = {}
         _latest = weakref.ref(self)
 
-    # --- the per-call path: cached label children, no allocation beyond the key tuple ------------
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, resolved once: `.labels()` costs microseconds, a dict look-up does not."""
+        key = (metric, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    # --- the per-call path -----------------------------------------------------------------------
     def record_call(self, route: str, method: str, outcome: str, seconds: float) -> None:
-        children = self._children
-        key = ("c", route, method, outcome)
-        counter = children.get(key)
-        if counter is None:
-            counter = children[key] = self.requests.labels(route, method, outcome)
-        counter.inc()
-        key = ("l", route, method)
-        histogram = children.get(key)
-        if histogram is None:
-            histogram = children[key] = self.latency.labels(route, method)
-        histogram.observe(seconds)
+        self._child(self.requests, route, method, outcome).inc()
+        self._child(self.latency, route, method).observe(seconds)
 
     def upstream(self, route: str, outcome: str, seconds: float, error: str | None = None) -> None:
-        children = self._children
-        key = ("u", route, outcome)
-        counter = children.get(key)
-        if counter is None:
-            counter = children[key] = self.upstream_requests.labels(route, outcome)
-        counter.inc()
-        key = ("ul", route)
-        histogram = children.get(key)
-        if histogram is None:
-            histogram = children[key] = self.upstream_latency.labels(route)
-        histogram.observe(seconds)
+        self._child(self.upstream_requests, route, outcome).inc()
+        self._child(self.upstream_latency, route).observe(seconds)
         self.board.route(route).record_upstream(outcome, time.time(), error)
 
     # --- counters other modules drive ------------------------------------------------------------
     def cache_hit(self, route: str, method: str) -> None:
-        self.cache_hits.labels(route, method).inc()
+        self._child(self.cache_hits, route, method).inc()
 
     def retry(self, route: str, method: str) -> None:
-        self.retries.labels(route, method_label(method)).inc()
+        self._child(self.retries, route, method_label(method)).inc()
 
     def coalesced(self, route: str, read: str) -> None:
-        self.coalesced_calls.labels(route, read).inc()
+        self._child(self.coalesced_calls, route, read).inc()
+
+    def stream_answer(self, route: str, kind: str, source: str) -> None:
+        self._child(self.stream_answers, route, kind, source).inc()
+
+    def stream_event(self, route: str, kind: str, event: str) -> None:
+        self._child(self.stream_events, route, kind, event).inc()
 
     def rate_limit_wait(self, route: str, seconds: float) -> None:
-        self.rate_limit_waits.labels(route).inc()
-        self.rate_limit_wait_seconds.labels(route).inc(max(0.0, seconds))
+        seconds = max(0.0, seconds)
+        self._child(self.rate_limit_waits, route).inc()
+        self._child(self.rate_limit_wait_seconds, route).inc(seconds)
         health = self.board.route(route)
         health.rate_limit_waits += 1
-        health.rate_limit_wait_s += max(0.0, seconds)
+        health.rate_limit_wait_s += seconds
 
     def cooldown(self, route: str, seconds: float, reason: str = "") -> None:
-        self.cooldowns.labels(route).inc()
+        self._child(self.cooldowns, route).inc()
         health = self.board.route(route)
         health.cooldown_until = time.time() + max(0.0, seconds)
         health.cooldown_reason = reason[:200]
@@ -249,17 +232,11 @@ def coalesced(route: str, read: str) -> None:
 
 
 def stream_answer(route: str, kind: str, source: str) -> None:
-    with contextlib.suppress(Exception):
-        m = active()
-        if m is not None:
-            m.stream_answers.labels(route, kind, source).inc()
+    _call("stream_answer", route, kind, source)
 
 
 def stream_event(route: str, kind: str, event: str) -> None:
-    with contextlib.suppress(Exception):
-        m = active()
-        if m is not None:
-            m.stream_events.labels(route, kind, event).inc()
+    _call("stream_event", route, kind, event)
 
 
 def _call(name: str, *args: Any) -> None:
