@@ -470,6 +470,24 @@ class ClientPool:
             return
         spares.append(self._unkeyed_client(venue, scope, {}))
 
+    def held_routes(self) -> set[str]:
+        """Every route the pool holds a client for: public, spare or per-key."""
+        return {*self.public_clients, *self._spares, *(route for route, _ in list(self.private_clients.keys()))}
+
+    def drop_spares(self, route: str, stale: Any) -> list:
+        """Take out the route's spare clients for which `stale(exchange)` holds (never in flight:
+        a spare is taken out before use); the caller closes them."""
+        spares = self._spares.get(route, [])
+        dropped = [exchange for exchange in spares if stale(exchange)]
+        spares[:] = [exchange for exchange in spares if exchange not in dropped]
+        return dropped
+
+    def retire_private(self, key: tuple) -> None:
+        """Drop a per-key client from the cache; it is closed once its last in-flight call is done."""
+        handle = self.private_clients.pop(key, None)
+        if handle is not None:
+            self._retire(handle)
+
     def _retire(self, handle: ClientHandle) -> None:
         handle.retired = True
         if handle.in_flight == 0:

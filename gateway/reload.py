@@ -147,8 +147,7 @@ def apply(gateway: Any, prepared: Prepared) -> ReloadReport:
     resolved = old_registry.resolved()
     suspects = {r for r, venue in resolved.items() if _stale_for(new_registry, r, venue, retirement.fingerprints)}
     pool = gateway.pool  # and any route the pool holds that the old registry did not resolve itself
-    held = {*pool.public_clients, *pool._spares, *(route for route, _ in list(pool.private_clients.keys()))}
-    suspects |= held - set(resolved)
+    suspects |= pool.held_routes() - set(resolved)
     report.retired_clients = retirement.begin(suspects, gone_keys, prepared.settings)
     _forget_cached_answers(gateway, suspects)
     return report
@@ -244,10 +243,8 @@ class _Retirement:
                 del pool.public_clients[route]
                 self._defer_close(handle.exchange, grace)
                 retired += 1
-        for route in [r for r in pool._spares if r in self.suspects]:
-            spares = pool._spares[route]
-            for exchange in [e for e in spares if stale(route, e)]:
-                spares.remove(exchange)  # never in flight: a spare is taken out before use
+        for route in self.suspects:
+            for exchange in pool.drop_spares(route, lambda e, route=route: stale(route, e)):
                 self._defer_close(exchange, 0.0)
                 retired += 1
         for key in list(pool.private_clients.keys()):
@@ -258,8 +255,7 @@ class _Retirement:
             handle = pool.private_clients.get(key)
             if handle is None or not (gone or stale(route, handle.exchange)):
                 continue
-            pool.private_clients.pop(key, None)
-            pool._retire(handle)  # closed by the pool once its last in-flight call is done
+            pool.retire_private(key)  # closed by the pool once its last in-flight call is done
             retired += 1
         retired += self._drop_orphan_scopes(pool, registry, grace)
         return retired
@@ -267,8 +263,7 @@ class _Retirement:
     def _drop_orphan_scopes(self, pool: Any, registry: VenueRegistry, grace: float) -> int:
         """Markets no current route can use any more (their master is closed after the grace)."""
         wanted = set()
-        routes = set(registry.resolved()) | set(registry.configured) | set(pool.public_clients) | self.suspects
-        routes |= {route for route, _ in list(pool.private_clients.keys())}
+        routes = set(registry.resolved()) | set(registry.configured) | pool.held_routes() | self.suspects
         for route in routes:
             venue = registry.peek(route)
             if venue is not None:
