@@ -22,7 +22,7 @@ from typing import Any
 
 import ccxt.async_support as ccxt_async
 
-from gateway.fallbacks import GROUP_ORDER, MANY, ONE, Group, group_name, route_groups, usable_rows
+from gateway.fallbacks import ANY, GROUP_ORDER, MANY, ONE, TABLES, Group, group_name, route_groups, usable_rows
 from gateway.settings import Venue
 
 NATIVE, FALLBACK, UNSUPPORTED = "native", "fallback", "unsupported"
@@ -53,7 +53,7 @@ TABLE_FUNCTIONS = tuple(f for f in FUNCTIONS if f not in ("GetMarkets", "GetAsse
 MARKS = {NATIVE: "✓", FALLBACK: "◐", UNSUPPORTED: "·"}
 GENERATED = "(generated: python -m gateway.capabilities --update README.md)"
 README_BLOCKS = ("fallbacks", "capabilities")  # <!-- <name>:begin ... --> ... <!-- <name>:end -->
-CASES = {"any": "", ONE: "one instrument", MANY: "no symbol, or a range"}
+CASES = {ANY: "", ONE: "one instrument", MANY: "no symbol, or a range"}
 
 
 def capability_report(exchange_or_venue: str | Venue, markets: dict | None = None, exchange: Any = None) -> dict:
@@ -131,9 +131,7 @@ def symbol_required(exchange: Any, function: str, groups: list[Group]) -> list[s
 
 
 def _first_row(function: str, group: Group, case: str) -> Any:
-    from gateway.fallbacks import TABLES
-
-    return next((row for row in TABLES[function] if row.when in ("any", case)), None)
+    return next((row for row in TABLES[function] if row.when in (ANY, case)), None)
 
 
 def offline_groups(exchange: Any) -> list[Group]:
@@ -217,8 +215,6 @@ def render_table(reports: list[dict]) -> str:
 
 def render_fallbacks() -> str:
     """The README's table of tables: each FMZ function's ccxt calls, in order of preference."""
-    from gateway.fallbacks import TABLES
-
     lines = ["| FMZ function | ccxt calls, in order of preference |", "|---|---|"]
     for function, rows in TABLES.items():
         steps = []
