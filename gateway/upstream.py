@@ -22,7 +22,7 @@ import aiohttp
 import ccxt.async_support as ccxt
 
 from gateway import metrics
-from gateway.errors import error_message, scrub
+from gateway.errors import error_message
 
 _STATUS: ContextVar[list | None] = ContextVar("fmz_gateway_upstream_status", default=None)
 SECRET_ATTRIBUTES = ("secret", "password", "privateKey", "token", "twofa")
@@ -79,7 +79,7 @@ def _record(
         error = None
         if outcome != "ok" and exc is not None and outcome != "cancelled":
             secrets = tuple(v for v in (getattr(exchange, a, None) for a in SECRET_ATTRIBUTES) if isinstance(v, str))
-            error = scrub(error_message(exc)[:1000], secrets)
+            error = error_message(exc, secrets)[:1000]  # scrubbed whole: a cut must not split a secret
             if status is not None:
                 error = f"HTTP {status}: {error}"
         target.upstream(route, outcome, seconds, error)
