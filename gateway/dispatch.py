@@ -39,7 +39,7 @@ from gateway.metrics import CALL, CallScope, Metrics
 from gateway.protocol import Envelope, error_body, parse_envelope, success_body
 from gateway.settings import Settings, Venue
 from gateway.state import OrderNonces, StateStore
-from gateway.status import StatusBoard, gauges
+from gateway.status import StatusBoard, gauges, snapshot
 from gateway.venues import VenueRegistry
 
 log = logging.getLogger("gateway")
@@ -217,8 +217,6 @@ class Gateway:
         emit(logger, level, "audit" if audited else "call", fields)
 
     def status_snapshot(self) -> dict:
-        from gateway.status import snapshot
-
         return snapshot(self)
 
 

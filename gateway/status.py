@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import ccxt
 
 from gateway import __version__
-from gateway.metrics import gauge
+from gateway.metrics import active, gauge
 
 if TYPE_CHECKING:
     from gateway.dispatch import Gateway
@@ -134,8 +134,6 @@ class StatusBoard:
 
 def route(route: str) -> RouteHealth | None:
     """The RouteHealth of the gateway serving the current call (or the newest gateway)."""
-    from gateway.metrics import active
-
     target = active()
     return target.board.route(route) if target is not None else None
 
