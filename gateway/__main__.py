@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import gc
 import logging
@@ -239,11 +240,7 @@ async def _probe_routes(settings: Settings, registry: Any, online: bool, timeout
         for route, outcome in zip(loads, await asyncio.gather(*(load(r) for r in loads)), strict=True):
             results[route] = outcome
     finally:
-        for scope in list(pool.scopes.values()):  # a load cut off by the timeout: stop it before closing
-            loading = getattr(scope, "_loading", None)
-            if loading is not None:
-                loading.cancel()
-        await pool.close()
+        await pool.close()  # also stops a load cut off by the timeout
     return results
 
 
@@ -367,10 +364,8 @@ def serve(
         proxy_headers=False,  # the docker talks to us directly; X-Forwarded-* would only be spoofable
     )
     server = _server(config, Reloader(app.gateway, path, file_settings))
-    try:
+    with contextlib.suppress(SystemExit):  # uvicorn exits when it cannot listen (the reason is in the log)
         server.run()
-    except SystemExit:  # uvicorn exits when it cannot listen (the reason is in the log)
-        return EXIT_OK if server.started else EXIT_LISTEN
     return EXIT_OK if server.started else EXIT_LISTEN
 
 

@@ -523,6 +523,9 @@ class ClientPool:
             await self.streams.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        for scope in self.scopes.values():  # a load still running (say, cut off by a timeout) stops first
+            if scope._loading is not None:
+                scope._loading.cancel()
         exchanges = [h.exchange for h in self.private_clients.values()]
         exchanges += [h.exchange for h in self.public_clients.values()]
         exchanges += [s.master for s in self.scopes.values()]
