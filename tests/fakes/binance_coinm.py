@@ -13,13 +13,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from .binance_common import SIGNED, ZERO, Call, Endpoint, FakeBinance, book_levels, now_ms, places, plain, ticker_stats
+from .binance_common import (
+    PERPETUAL_DELIVERY,
+    SIGNED,
+    ZERO,
+    Call,
+    Endpoint,
+    FakeBinance,
+    book_levels,
+    now_ms,
+    places,
+    plain,
+)
 from .binance_common import symbol_id as sid
-from .binance_futures import ORDER_TYPES, RATE_LIMITS, f8, px, qty
-from .binance_futures_account import BRACKETS, PositionView, _asset_rows
+from .binance_futures import ORDER_TYPES, RATE_LIMITS, f8, px, qty, ticker_row
+from .binance_futures_account import account_rows, bracket_rows, position_views
 from .engine import Instrument
-
-PERPETUAL_DELIVERY = 4133404800000  # Binance's deliveryDate of a perpetual (2100-12-25)
 
 
 def instruments_param(fake: FakeBinance, call: Call) -> list[Instrument]:
@@ -101,35 +110,15 @@ def exchange_info(fake: FakeBinance, call: Call) -> dict:
 
 
 def ticker_24hr(fake: FakeBinance, call: Call) -> list:
-    rows = []
     now = now_ms()
-    for inst in instruments_param(fake, call):
-        s = ticker_stats(fake.engine, inst)
-        bars = fake.engine.candles(inst.key, 3600, limit=24)
-        coin_volume = sum((b[5] * inst.contract_size / b[4] for b in bars if b[4]), ZERO)
-        trades_ = fake.engine.public_trades[inst.key]
-        rows.append(
-            {
-                "symbol": sid(inst),
-                "pair": inst.base + inst.quote,
-                "priceChange": px(inst, s["change"]),
-                "priceChangePercent": f"{s['percent']:.3f}",
-                "weightedAvgPrice": px(inst, s["vwap"]),
-                "lastPrice": px(inst, s["last"]),
-                "lastQty": qty(inst, trades_[-1]["qty"]),
-                "openPrice": px(inst, s["open"]),
-                "highPrice": px(inst, s["high"]),
-                "lowPrice": px(inst, s["low"]),
-                "volume": qty(inst, s["volume"]),
-                "baseVolume": f8(coin_volume),
-                "openTime": now - 86_400_000,
-                "closeTime": now,
-                "firstId": int(trades_[0]["id"]),
-                "lastId": int(trades_[-1]["id"]),
-                "count": len(trades_),
-            }
-        )
-    return rows
+    return [ticker_row(fake, inst, now, lambda i, _: coin_fields(fake, i)) for inst in instruments_param(fake, call)]
+
+
+def coin_fields(fake: FakeBinance, inst: Instrument) -> dict:
+    """COIN-M's own ticker fields: its pair, and the 24 h volume in the coin beside `volume` in contracts."""
+    bars = fake.engine.candles(inst.key, 3600, limit=24)
+    coin_volume = sum((b[5] * inst.contract_size / b[4] for b in bars if b[4]), ZERO)
+    return {"pair": inst.base + inst.quote, "baseVolume": f8(coin_volume)}
 
 
 def depth(fake: FakeBinance, call: Call) -> dict:
@@ -149,73 +138,29 @@ def depth(fake: FakeBinance, call: Call) -> dict:
 
 def leverage_bracket(fake: FakeBinance, call: Call) -> list:
     """v2: per symbol; COIN-M brackets are in contracts (qtyCap / qtyFloor)."""
-    return [
-        {
-            "symbol": sid(inst),
-            "notionalCoef": 1.0,
-            "brackets": [
-                {
-                    "bracket": n,
-                    "initialLeverage": lev,
-                    "qtyCap": cap // 1000,
-                    "qtyFloor": floor // 1000,
-                    "maintMarginRatio": float(mmr),
-                    "cum": float(cum) / 1000,
-                }
-                for n, (lev, floor, cap, mmr, cum) in enumerate(BRACKETS, 1)
-            ],
-        }
-        for inst in instruments_param(fake, call)
-    ]
-
-
-def position_views(fake: FakeBinance, call: Call, only_active: bool) -> list[PositionView]:
-    acc = fake.engine.account(call.account)
-    sides = ("LONG", "SHORT") if acc.hedged else ("BOTH",)
-    views = []
-    with fake.engine.lock:
-        for inst in instruments_param(fake, call):
-            rows = [PositionView(fake, acc, inst, side) for side in sides]
-            views += [v for v in rows if not only_active or v.pos or v.order_margin]
-    return views
+    return bracket_rows(instruments_param(fake, call), unit="qty", scale=1000)
 
 
 def position_risk(fake: FakeBinance, call: Call) -> list:
+    """USDⓈ-M's v2 row but for `notionalValue` (in the coin) and the zero isolatedMargin as "0.00000000"."""
     rows = []
-    for v in position_views(fake, call, only_active=False):
-        rows.append(
-            {
-                "symbol": sid(v.inst),
-                "positionAmt": qty(v.inst, v.amount),
-                "entryPrice": plain(v.entry),
-                "breakEvenPrice": plain(v.entry),
-                "markPrice": f8(v.mark),
-                "unRealizedProfit": f8(v.upnl),
-                "liquidationPrice": plain(v.liquidation) if v.pos else "0",
-                "leverage": str(v.leverage),
-                "maxQty": "50",
-                "marginType": "isolated" if v.isolated else "cross",
-                "isolatedMargin": f8(v.margin + v.upnl) if v.isolated and v.pos else "0.00000000",
-                "isAutoAddMargin": "false",
-                "positionSide": v.side,
-                "notionalValue": f8(v.notional),
-                "isolatedWallet": f8(v.margin) if v.isolated else "0",
-                "updateTime": v.updated,
-            }
+    for v in position_views(fake, call, only_active=False, instruments=instruments_param):
+        row = v.common()
+        row["notionalValue"] = row.pop("notional")
+        if not (v.isolated and v.pos):
+            row["isolatedMargin"] = "0.00000000"
+        row.update(
+            leverage=str(v.leverage),
+            maxQty="50",
+            marginType="isolated" if v.isolated else "cross",
+            isAutoAddMargin="false",
         )
+        rows.append(row)
     return rows
 
 
-def _assets(fake: FakeBinance, call: Call) -> list[dict]:
-    acc = fake.engine.account(call.account)
-    views = position_views(fake, Call(call.method, call.path, {}, call.account), only_active=True)
-    with fake.engine.lock:
-        return _asset_rows(fake, acc, views, coins(fake))
-
-
 def account(fake: FakeBinance, call: Call) -> dict:
-    views = position_views(fake, Call(call.method, call.path, {}, call.account), only_active=False)
-    assets = _assets(fake, call)
+    views, assets = account_rows(fake, call, only_active=False, assets=coins(fake), instruments=instruments_param)
     body: dict[str, Any] = {
         "assets": [{k: v for k, v in a.items() if k != "marginAvailable"} for a in assets],
         "positions": [
@@ -257,7 +202,7 @@ def balance(fake: FakeBinance, call: Call) -> list:
             "availableBalance": a["availableBalance"],
             "updateTime": a["updateTime"],
         }
-        for a in _assets(fake, call)
+        for a in account_rows(fake, call, only_active=True, assets=coins(fake), instruments=instruments_param)[1]
     ]
 
 

@@ -7,6 +7,7 @@ positionSide, LONG or SHORT, and closes with the opposite side instead of reduce
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -211,32 +212,36 @@ def price_klines(fake: FakeBinance, call: Call) -> list:
     ]
 
 
+def ticker_row(fake: FakeBinance, inst: Instrument, now: int, extra: Callable[[Instrument, dict], dict]) -> dict:
+    """One 24 h ticker row, USDⓈ-M or COIN-M; `extra(inst, stats)` gives the fields of one side only."""
+    s = ticker_stats(fake.engine, inst)
+    trades_ = fake.engine.public_trades[inst.key]
+    return {
+        "symbol": sid(inst),
+        "priceChange": px(inst, s["change"]),
+        "priceChangePercent": f"{s['percent']:.3f}",
+        "weightedAvgPrice": px(inst, s["vwap"]),
+        "lastPrice": px(inst, s["last"]),
+        "lastQty": qty(inst, trades_[-1]["qty"]),
+        "openPrice": px(inst, s["open"]),
+        "highPrice": px(inst, s["high"]),
+        "lowPrice": px(inst, s["low"]),
+        "volume": qty(inst, s["volume"]),
+        **extra(inst, s),
+        "openTime": now - 86_400_000,
+        "closeTime": now,
+        "firstId": int(trades_[0]["id"]),
+        "lastId": int(trades_[-1]["id"]),
+        "count": len(trades_),
+    }
+
+
 def ticker_24hr(fake: FakeBinance, call: Call) -> Any:
-    rows = []
     now = now_ms()
-    for inst in instruments_param(fake, call):
-        s = ticker_stats(fake.engine, inst)
-        trades_ = fake.engine.public_trades[inst.key]
-        rows.append(
-            {
-                "symbol": sid(inst),
-                "priceChange": px(inst, s["change"]),
-                "priceChangePercent": f"{s['percent']:.3f}",
-                "weightedAvgPrice": px(inst, s["vwap"]),
-                "lastPrice": px(inst, s["last"]),
-                "lastQty": qty(inst, trades_[-1]["qty"]),
-                "openPrice": px(inst, s["open"]),
-                "highPrice": px(inst, s["high"]),
-                "lowPrice": px(inst, s["low"]),
-                "volume": qty(inst, s["volume"]),
-                "quoteVolume": fixed(s["quote_volume"], 2),
-                "openTime": now - 86_400_000,
-                "closeTime": now,
-                "firstId": int(trades_[0]["id"]),
-                "lastId": int(trades_[-1]["id"]),
-                "count": len(trades_),
-            }
-        )
+    rows = [
+        ticker_row(fake, inst, now, lambda _, s: {"quoteVolume": fixed(s["quote_volume"], 2)})
+        for inst in instruments_param(fake, call)
+    ]
     return one_or_all(call, rows)
 
 

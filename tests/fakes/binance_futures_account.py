@@ -8,6 +8,7 @@ Only v2 rows carry leverage and marginType; v3 lists only symbols with a positio
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -35,6 +36,7 @@ BRACKETS = [  # (initial leverage, notional floor, notional cap, maintenance mar
     (25, 12_000_000, 70_000_000, Decimal("0.02"), 131_450),
 ]
 DONE = {"code": 200, "msg": "success"}
+InstrumentsParam = Callable[[FakeBinance, Call], list[Instrument]]  # the instruments a call names
 
 
 def max_notional(leverage: int) -> int:
@@ -44,8 +46,10 @@ def max_notional(leverage: int) -> int:
 # --- leverage, margin type, position mode -------------------------------------------------------------------------
 
 
-def leverage_bracket(fake: FakeBinance, call: Call) -> Any:
-    rows = [
+def bracket_rows(instruments: list[Instrument], unit: str = "notional", scale: int = 1) -> list[dict]:
+    """BRACKETS per symbol; caps and floors named `unit`Cap/`unit`Floor, they and cum divided by `scale`
+    (COIN-M: "qty", in contracts)."""
+    return [
         {
             "symbol": sid(inst),
             "notionalCoef": 1.0,
@@ -53,17 +57,20 @@ def leverage_bracket(fake: FakeBinance, call: Call) -> Any:
                 {
                     "bracket": n,
                     "initialLeverage": lev,
-                    "notionalCap": cap,
-                    "notionalFloor": floor,
+                    f"{unit}Cap": cap // scale,
+                    f"{unit}Floor": floor // scale,
                     "maintMarginRatio": float(mmr),
-                    "cum": float(cum),
+                    "cum": float(cum) / scale,
                 }
                 for n, (lev, floor, cap, mmr, cum) in enumerate(BRACKETS, 1)
             ],
         }
-        for inst in instruments_param(fake, call)
+        for inst in instruments
     ]
-    return one_or_all(call, rows)
+
+
+def leverage_bracket(fake: FakeBinance, call: Call) -> Any:
+    return one_or_all(call, bracket_rows(instruments_param(fake, call)))
 
 
 def set_leverage(fake: FakeBinance, call: Call) -> dict:
@@ -239,12 +246,15 @@ class PositionView:
         return row
 
 
-def position_views(fake: FakeBinance, call: Call, only_active: bool) -> list[PositionView]:
+def position_views(
+    fake: FakeBinance, call: Call, only_active: bool, instruments: InstrumentsParam = instruments_param
+) -> list[PositionView]:
+    """The position rows of the instruments `instruments(fake, call)` names (USDⓈ-M unless told)."""
     acc = fake.engine.account(call.account)
     sides = ("LONG", "SHORT") if acc.hedged else ("BOTH",)
     views = []
     with fake.engine.lock:
-        for inst in instruments_param(fake, call):
+        for inst in instruments(fake, call):
             rows = [PositionView(fake, acc, inst, side) for side in sides]
             views += [v for v in rows if not only_active or v.pos or v.order_margin]
     return views
@@ -294,11 +304,22 @@ def _asset_rows(
     return rows
 
 
-def _account(fake: FakeBinance, call: Call, version: int) -> dict:
+def account_rows(
+    fake: FakeBinance,
+    call: Call,
+    only_active: bool,
+    assets: tuple[str, ...] = MARGIN_ASSETS,
+    instruments: InstrumentsParam = instruments_param,
+) -> tuple[list[PositionView], list[dict]]:
+    """The account's position rows on every instrument of its kind, and its rows of `assets`."""
     acc = fake.engine.account(call.account)
-    views = position_views(fake, Call(call.method, call.path, {}, call.account), only_active=version == 3)
+    views = position_views(fake, Call(call.method, call.path, {}, call.account), only_active, instruments)
     with fake.engine.lock:
-        assets = _asset_rows(fake, acc, views)
+        return views, _asset_rows(fake, acc, views, assets)
+
+
+def _account(fake: FakeBinance, call: Call, version: int) -> dict:
+    views, assets = account_rows(fake, call, only_active=version == 3)
     usdt = next((a for a in assets if a["asset"] == "USDT"), None) or {}
 
     def total(field: str) -> str:
@@ -343,10 +364,7 @@ def account_v3(fake: FakeBinance, call: Call) -> dict:
 
 
 def balance(fake: FakeBinance, call: Call) -> list:
-    acc = fake.engine.account(call.account)
-    views = position_views(fake, Call(call.method, call.path, {}, call.account), only_active=True)
-    with fake.engine.lock:
-        assets = _asset_rows(fake, acc, views)
+    _, assets = account_rows(fake, call, only_active=True)
     return [
         {
             "accountAlias": "SgsR",
