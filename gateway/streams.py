@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import zlib
@@ -261,9 +262,13 @@ class StreamHub:
 
     def route(self, venue: Venue) -> RouteStreams:
         streams = self.routes.get(venue.route)
-        if streams is None or streams.venue is not venue:
-            if streams is not None:  # the route's settings changed (reload): start again
+        if streams is not None and streams.venue is not venue:  # a reload
+            if dataclasses.asdict(streams.venue) == dataclasses.asdict(venue):  # the route did not change
+                streams.venue = venue
+            else:  # its settings changed: start again
                 self._retire(streams)
+                streams = None
+        if streams is None:
             streams = RouteStreams(self, venue)
             self.routes[venue.route] = streams
         return streams
