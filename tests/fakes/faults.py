@@ -21,6 +21,8 @@ What unmodified ccxt 4.5.90 raises for each is pinned by tests/fakes/test_faults
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.fakes.server import TRUNCATE_MODES, Fault
 
 __all__ = [
@@ -87,16 +89,13 @@ def accept_then_5xx(status: int = 502, page: str = "nginx", method: str | None =
 
     ccxt (its httpExceptions by status, whatever the page): 500/502/503 ExchangeNotAvailable,
     504 RequestTimeout."""
+    return _error_page(status, page, handled=True, method=method, name=f"accept-then-{status}-{page}")
+
+
+def _error_page(status: int, page: str, **fault: Any) -> Fault:
+    """A fault answering a proxy's HTML error page (PAGES[page]) with `status`."""
     render, headers = PAGES[page]
-    return Fault(
-        status=status,
-        body=render(status),
-        content_type="text/html",
-        headers=headers,
-        handled=True,
-        method=method,
-        name=f"accept-then-{status}-{page}",
-    )
+    return Fault(status=status, body=render(status), content_type="text/html", headers=headers, **fault)
 
 
 # Binance's 10xx "execution status unknown" errors (Binance docs: errors.md, 5XX "execution status UNKNOWN")
@@ -149,16 +148,7 @@ def handled_late(delay: float = 2.0, answer: str | int = "drop", method: str | N
     if answer == "drop":
         return Fault(drop=True, handle_after=delay, method=method, name=f"late-{delay:g}s-drop")
     status = int(answer)
-    render, headers = PAGES["nginx"]
-    return Fault(
-        status=status,
-        body=render(status),
-        content_type="text/html",
-        headers=headers,
-        handle_after=delay,
-        method=method,
-        name=f"late-{delay:g}s-{status}",
-    )
+    return _error_page(status, "nginx", handle_after=delay, method=method, name=f"late-{delay:g}s-{status}")
 
 
 def answer_lost(method: str | None = None) -> Fault:
