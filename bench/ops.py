@@ -74,7 +74,7 @@ def start_fake(workdir: Path, name: str, weight_limit: int) -> procs.Child:
     return child
 
 
-REST_ONLY = {"ticker": "off", "depth": "off"}
+REST_ONLY = {"ticker": "off", "depth": "off", "trades": "off", "records": "off"}
 
 
 def start_gateway(workdir: Path, fake_url: str, name: str, extra: dict | None = None) -> procs.Child:

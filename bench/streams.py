@@ -251,7 +251,7 @@ def route(fake_url: str, streams: dict) -> dict:
 
 async def main_phase(args: argparse.Namespace, workdir: Path, fake: procs.Child, results: dict) -> None:
     on = {"ticker": "on", "depth": "on", "max_age_ms": 2000}
-    off = {"ticker": "off", "depth": "off"}
+    off = {"ticker": "off", "depth": "off", "trades": "off", "records": "off"}
     gateway = procs.start_gateway(
         workdir, fake.url, "gateway-streams", {"ws": route(fake.url, on), "rest": route(fake.url, off)}
     )

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from gateway import convert
+from gateway import convert, streams
 from gateway.calls import Call
 from gateway.errors import BadRequest, GatewayError, NotSupported, not_supported
 from gateway.fallbacks import feature, group_of
@@ -51,23 +51,41 @@ async def records(call: Call) -> tuple[Any, Any]:
     timeframes = timeframe_seconds(call.exchange)
     per_request = ohlcv_max_limit(call.exchange, market)
     if period_s in timeframes:
-        rows = await fetch_candles(call, market, timeframes[period_s], period_s, limit, per_request)
-        return convert.to_fmz_records(rows), rows
+        rows, source = await candles(call, market, timeframes[period_s], period_s, limit, per_request)
+        return convert.to_fmz_records(rows), _raw(rows, source)
     bases = [s for s in timeframes if s < period_s and period_s % s == 0 and s < CALENDAR_SECONDS]
     if not bases:
         raise NotSupported(f"{call.exchange.id} has no candle period that builds {period_minutes} minute bars")
     base_s = max(bases)
     ratio = period_s // base_s
     wanted = (limit or DEFAULT_BARS) * ratio + ratio  # one bucket more: the oldest may start mid-bucket
-    source = await fetch_candles(call, market, timeframes[base_s], base_s, wanted, per_request)
-    bars = convert.aggregate_ohlcv(source, period_s * 1000)
+    base, source = await candles(call, market, timeframes[base_s], base_s, wanted, per_request)
+    bars = convert.aggregate_ohlcv(base, period_s * 1000)
     if not bars:
         raise GatewayError(
             f"{call.exchange.id} returned too few candles to build {period_minutes} minute bars", "BadResponse"
         )
     if limit:
         bars = bars[-limit:]
-    return convert.to_fmz_records(bars), source
+    return convert.to_fmz_records(bars), _raw(base, source)
+
+
+def _raw(rows: list[list], source: dict | None) -> Any:
+    return rows if source is None else {**source, "candles": rows}
+
+
+async def candles(
+    call: Call, market: dict, timeframe: str, timeframe_s: int, count: int | None, per_request: int
+) -> tuple[list[list], dict | None]:
+    """(the newest `count` candles, oldest first; where they came from): from the exchange's
+    websocket when the route streams them and its tape holds them fresh (gateway/streams.py), else
+    over REST, whose answer is offered to the stream's tape."""
+    streamed = await streams.fresh(call, "records", market, count, timeframe)
+    if streamed is not None:
+        return streamed
+    rows = await fetch_candles(call, market, timeframe, timeframe_s, count, per_request)
+    streams.offer(call, "records", market, rows, count, timeframe)
+    return rows, None
 
 
 async def fetch_candles(

@@ -107,7 +107,12 @@ def _book_raw(book: dict) -> Any:
 async def trades(call: Call) -> tuple[Any, Any]:
     market, _ = call.market()
     limit = int_param(call.params, "limit") or None
+    streamed = await streams.fresh(call, "trades", market, limit)
+    if streamed is not None:  # from the exchange's websocket, joined to REST's trades (gateway/tapes.py)
+        result, source = streamed
+        return convert.to_fmz_trades(result), {**source, "info": [t.get("info") for t in result]}
     result = await answer(call, "GetTrades", Ask(group_of(market), symbol=market["symbol"], limit=limit, shared=True))
+    streams.offer(call, "trades", market, result, limit)
     return convert.to_fmz_trades(result), [t.get("info") for t in result]
 
 

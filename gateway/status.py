@@ -332,7 +332,7 @@ def streams_status(gateway: Gateway) -> list[dict[str, Any]]:
             mine = [s for s in route_data["streams"] if s["kind"] == kind]
             mode = route_data["modes"].get(kind)
             counted = answers.get((name, kind), {"stream": 0, "rest": 0})
-            if not mine and mode == "off" and not any(counted.values()):
+            if not mine and mode != "on" and not any(counted.values()):  # nothing to show yet
                 continue
             states = {state: 0 for state in STREAM_STATES}
             for stream in mine:

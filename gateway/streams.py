@@ -1,26 +1,38 @@
-"""Market data from the exchange's websocket: GetTicker and GetDepth answered from memory.
+"""Market data from the exchange's websocket: GetTicker, GetDepth, GetTrades and GetRecords
+answered from memory.
 
-Per route, `streams: {ticker: auto, depth: auto, max_age_ms: 2000}` (`off | on | auto`):
+Per route, `streams: {ticker: auto, depth: auto, trades: auto, records: auto, max_age_ms: 2000}`
+(`off | on | auto`):
 
 - `on`: every symbol asked for is subscribed (up to the route's cap);
 - `auto` (the default): a symbol asked for at least `HOT_CALLS` times within `HOT_WINDOW_S`
   becomes hot and is subscribed; a subscription unused for `IDLE_CLOSE_S` is closed;
 - `off`: REST only.
 
-Every route gets at most `MAX_PER_ROUTE` subscriptions (ticker and depth counted apart). One
+Every route gets at most `MAX_PER_ROUTE` subscriptions per kind (records: per symbol and timeframe). One
 public `ccxt.pro` client per venue serves every subscription of the route, whoever asks; it
 shares the venue scope's markets by reference (`MarketState.share`, never loaded per stream), and
 its REST requests (Binance's book snapshots) go through the route's rate budgets.
 
-A background task per subscription loops `watch_ticker` / `watch_order_book` and keeps the latest
-state and the time it arrived. An answer comes from memory only when that state is younger than
-`max_age_ms` and the stream is healthy; otherwise `fresh()` returns None and the handler asks the
-exchange over REST exactly as without streams. A book that ccxt.pro rejects (a sequence gap:
-InvalidNonce / ChecksumError; OKX's CRC32 checksum, checked here) is dropped to REST until it has
-been rebuilt from a new snapshot, a crossed book (best bid >= best ask) is never served, a broken
-connection is retried with backoff (`RECONNECT_MIN_S` doubling to `RECONNECT_MAX_S`), and a stream
-silent for `SILENT_RECONNECT_S` has its connection closed and opened again. An exchange that
-ccxt.pro lacks, or whose class does not have watchTicker/watchOrderBook, stays on REST.
+A background task per subscription loops `watch_ticker` / `watch_order_book` / `watch_trades` /
+`watch_ohlcv` and keeps the latest state and the time it arrived. An answer comes from memory only
+when that state is younger than `max_age_ms` and the stream is healthy; otherwise `fresh()` returns
+None and the handler asks the exchange over REST exactly as without streams. A book that ccxt.pro
+rejects (a sequence gap: InvalidNonce / ChecksumError; OKX's CRC32 checksum, checked here) is
+dropped to REST until it has been rebuilt from a new snapshot, a crossed book (best bid >= best
+ask) is never served, a broken connection is retried with backoff (`RECONNECT_MIN_S` doubling to
+`RECONNECT_MAX_S`), and a stream silent for `SILENT_RECONNECT_S` has its connection closed and
+opened again. An exchange that ccxt.pro lacks, or whose class does not have the kind's watch
+method, stays on REST.
+
+Trades and candles are a history, not a state: a stream brings only what happens after it
+subscribed, so each keeps a tape (gateway/tapes.py) that answers only once a REST answer is proven
+to join it without a hole. The stream asks REST once itself as soon as its first message arrived
+(and again every `SEED_RETRY_S` until it joins), and every REST answer the gateway gets for the
+symbol is offered to it too. A reconnect may lose messages: the tape is emptied and seeded again.
+Without a `limit`, a tape answers as many items as REST gave without one. A quiet market sends
+no trades: its trade stream is never "silent", but answers only within `max_age_ms` of the newest
+message, like every other kind.
 
 Limits: a quiet market whose exchange sends nothing for longer than `max_age_ms` is answered over
 REST (age is that of the latest exchange message for the symbol); a depth `limit` deeper than the
@@ -43,11 +55,22 @@ from typing import Any
 import ccxt.pro as ccxtpro
 
 from gateway import metrics
+from gateway.tapes import CandleTape, TradeTape, trade_key
 from gateway.venues import Venue, enable_sandbox, rewrite_api_urls, rewrite_ws_urls
 
 log = logging.getLogger("gateway.streams")
 
-KINDS = ("ticker", "depth")
+KINDS = ("ticker", "depth", "trades", "records")
+TAPE_KINDS = ("trades", "records")  # histories kept on a tape (gateway/tapes.py), joined to REST
+WATCH_HAS = {"ticker": "watchTicker", "depth": "watchOrderBook", "trades": "watchTrades", "records": "watchOHLCV"}
+# the REST call a tape is joined to: a records stream needs the exchange's own candles (not ccxt's emulation)
+REST_HAS = {"trades": "fetchTrades", "records": "fetchOHLCV"}
+UNWATCH = {
+    "ticker": ("unWatchTicker", "un_watch_ticker"),
+    "depth": ("unWatchOrderBook", "un_watch_order_book"),
+    "trades": ("unWatchTrades", "un_watch_trades"),
+    "records": ("unWatchOHLCV", "un_watch_ohlcv"),
+}
 MODES = ("off", "on", "auto")
 DEFAULT_MODE = "auto"
 DEFAULT_MAX_AGE_MS = 2000
@@ -60,13 +83,24 @@ RECONNECT_MIN_S = 0.25
 RECONNECT_MAX_S = 30.0
 SILENT_RECONNECT_S = 10.0  # a subscription silent this long gets a new connection
 SWEEP_S = 5.0
+SEED_RETRY_S = 2.0  # a tape whose REST answer did not join the stream asks again this much later
+SEED_TIMEOUT_S = 10.0
 # ccxt.pro options per exchange family: the ticker stream that carries bid/ask where there is a choice.
 TICKER_PARAMS = {"binance": {"name": "ticker"}}
+# ... and the trade stream whose ids are those of REST's fetchTrades (Binance's aggTrades), so that both join.
+TRADES_PARAMS = {"binance": {"name": "aggTrade"}}
 BOOK_ERRORS = (ccxtpro.ChecksumError, ccxtpro.InvalidNonce)
 
 
 def _now() -> float:
     return time.monotonic()
+
+
+Key = tuple[str, str, str]  # (kind, symbol, timeframe): timeframe only for records, else ""
+
+
+def _family_params(table: dict[str, dict], client: Any) -> dict:
+    return dict(next((p for prefix, p in table.items() if client.id.startswith(prefix)), {}))
 
 
 @dataclass
@@ -75,6 +109,7 @@ class Stream:
 
     kind: str
     symbol: str
+    timeframe: str = ""
     started: float = field(default_factory=_now)
     last_used: float = field(default_factory=_now)
     latest: Any = None
@@ -85,6 +120,15 @@ class Stream:
     reconnects: int = 0
     resyncs: int = 0  # books dropped for a sequence or checksum failure, or crossed
     task: asyncio.Task | None = None
+    tape: TradeTape | CandleTape | None = None  # trades and records
+    rest_count: int | None = None  # items REST answered without a limit: what a tape answers without one
+    next_seed: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind == "trades":
+            self.tape = TradeTape()
+        elif self.kind == "records":
+            self.tape = CandleTape()
 
     def age_ms(self, now: float | None = None) -> float | None:
         return None if not self.received else ((now or _now()) - self.received) * 1000
@@ -99,8 +143,8 @@ class RouteStreams:
         config = venue.streams or {}
         self.modes = {kind: config.get(kind, DEFAULT_MODE) for kind in KINDS}
         self.max_age_ms = float(config.get("max_age_ms", DEFAULT_MAX_AGE_MS))
-        self.streams: dict[tuple[str, str], Stream] = {}
-        self.hits: dict[tuple[str, str], deque] = {}
+        self.streams: dict[Key, Stream] = {}
+        self.hits: dict[Key, deque] = {}
         self.client: Any = None
         self.handle: Any = None  # ClientHandle of the client (markets shared from the venue's scope)
         self.unsupported: str | None = None
@@ -111,17 +155,19 @@ class RouteStreams:
         elif any(self.modes[kind] != "off" for kind in KINDS):
             self.client, self.handle = hub.client_for(venue)
             has = self.client.has
-            self.ws_has = {"ticker": bool(has.get("watchTicker")), "depth": bool(has.get("watchOrderBook"))}
+            self.ws_has = {kind: bool(has.get(WATCH_HAS[kind])) for kind in KINDS}
+            for kind, rest in REST_HAS.items():
+                self.ws_has[kind] = self.ws_has[kind] and has.get(rest) is True
             if not any(self.ws_has.values()):
-                self.unsupported = f"{venue.ccxt_id} has no watchTicker/watchOrderBook in ccxt.pro"
+                self.unsupported = f"{venue.ccxt_id} has no {'/'.join(WATCH_HAS.values())} in ccxt.pro"
 
     def enabled(self, kind: str) -> bool:
         return self.unsupported is None and self.modes[kind] != "off" and self.ws_has.get(kind, False)
 
     # --- the answer ---------------------------------------------------------------------------
-    def answer(self, kind: str, market: dict, limit: int | None) -> tuple[dict, dict] | None:
+    def answer(self, kind: str, market: dict, limit: int | None, timeframe: str = "") -> tuple[Any, dict] | None:
         symbol = market["symbol"]
-        key = (kind, symbol)
+        key = (kind, symbol, timeframe)
         now = _now()
         stream = self.streams.get(key)
         if stream is None:
@@ -138,9 +184,23 @@ class RouteStreams:
             return False
         return (now - stream.received) * 1000 <= self.max_age_ms
 
-    def _from_memory(self, stream: Stream, market: dict, limit: int | None, now: float) -> tuple[dict, dict] | None:
+    def offer(self, kind: str, market: dict, items: list, limit: int | None, timeframe: str = "") -> None:
+        """A REST answer for a streamed history: it may join the stream's tape (gateway/tapes.py)."""
+        stream = self.streams.get((kind, market["symbol"], timeframe))
+        if stream is None or stream.tape is None:
+            return
+        if limit is None:
+            stream.rest_count = len(items) or stream.rest_count
+        stream.tape.offer(items)
+
+    def _from_memory(self, stream: Stream, market: dict, limit: int | None, now: float) -> tuple[Any, dict] | None:
         if not self._usable(stream, now):
             return None
+        if stream.tape is not None:
+            self._catch_up(stream)
+            count = limit or stream.rest_count
+            items = stream.tape.newest(count) if count else None
+            return None if items is None else (items, {"source": _source(stream, now)})
         if stream.kind == "depth":
             if limit is not None and limit > BOOK_DEPTH:
                 return None
@@ -153,7 +213,7 @@ class RouteStreams:
             return book, raw
         ticker = dict(self._newest_ticker(stream))
         if ticker.get("bid") is None or ticker.get("ask") is None:  # e.g. futures tickers: the book's top
-            book_stream = self.streams.get(("depth", stream.symbol))
+            book_stream = self.streams.get(("depth", stream.symbol, ""))
             if not self._usable(book_stream, now):
                 return None
             top = _copy_book(book_stream.latest, 1)
@@ -174,8 +234,30 @@ class RouteStreams:
         newest = cached.get(stream.symbol) if isinstance(cached, dict) else None
         return newest if isinstance(newest, dict) else stream.latest
 
+    def _catch_up(self, stream: Stream) -> None:
+        """Bring the tape up to what ccxt.pro has parsed (a message read together with another one
+        resolves no watch and would wait for the next). Only items newer than the tape's newest,
+        so that nothing from before a reconnect slips in."""
+        tape = stream.tape
+        if not len(tape):
+            return
+        if isinstance(tape, TradeTape):
+            cached = getattr(self.client, "trades", {}).get(stream.symbol)
+            newer = []
+            for trade in reversed(cached or ()):
+                if trade_key(trade) in tape.keys:
+                    tape.extend(newer[::-1])
+                    return
+                newer.append(trade)
+            return
+        cached = (getattr(self.client, "ohlcvs", {}).get(stream.symbol) or {}).get(stream.timeframe)
+        if cached and tape.first_streamed is not None:
+            tape.extend(
+                [row for row in list(cached)[-2:] if row and row[0] is not None and row[0] >= tape.first_streamed]
+            )
+
     # --- hotness and subscriptions ----------------------------------------------------------------
-    def _asked(self, key: tuple[str, str], now: float) -> None:
+    def _asked(self, key: Key, now: float) -> None:
         kind = key[0]
         if not self.enabled(kind):
             return
@@ -273,10 +355,10 @@ class StreamHub:
             self.routes[venue.route] = streams
         return streams
 
-    def start(self, streams: RouteStreams, key: tuple[str, str]) -> None:
+    def start(self, streams: RouteStreams, key: Key) -> None:
         if self.closed or key in streams.streams:
             return
-        stream = Stream(kind=key[0], symbol=key[1])
+        stream = Stream(kind=key[0], symbol=key[1], timeframe=key[2])
         streams.streams[key] = stream
         stream.task = asyncio.get_running_loop().create_task(self._run(streams, stream))
         metrics.stream_event(streams.venue.route, key[0], "subscribed")
@@ -312,39 +394,71 @@ class StreamHub:
     async def _run(self, streams: RouteStreams, stream: Stream) -> None:
         client, route = streams.client, streams.venue.route
         backoff = RECONNECT_MIN_S
-        params = next((p for prefix, p in TICKER_PARAMS.items() if client.id.startswith(prefix)), {})
+        pending: asyncio.Future | None = None  # the watch in flight (kept across a quiet spell)
         while not self.closed:
             try:
                 await streams.handle.scope.ready()
                 streams.handle.share_markets()  # by reference; again only when the scope reloads
-                if stream.kind == "ticker":
-                    watch = client.watch_ticker(stream.symbol, dict(params))
-                else:
-                    watch = client.watch_order_book(stream.symbol, _book_limit(client))
-                result = await asyncio.wait_for(asyncio.shield(asyncio.ensure_future(watch)), SILENT_RECONNECT_S)
+                if pending is None:
+                    pending = asyncio.ensure_future(_watch(client, stream))
+                result = await asyncio.wait_for(asyncio.shield(pending), SILENT_RECONNECT_S)
+                pending = None
                 stream.latest, stream.received = result, _now()
                 stream.updates += 1
                 if not stream.healthy:
                     stream.healthy, stream.error = True, None
                 backoff = RECONNECT_MIN_S
+                if stream.tape is not None:
+                    stream.tape.extend(result)
+                    if not stream.tape.seeded and stream.received >= stream.next_seed:
+                        await self._seed(streams, stream)
             except asyncio.CancelledError:
+                _abandon(pending)
                 raise
-            except TimeoutError:  # nothing for a long while: a new connection
+            except TimeoutError:
+                if stream.tape is not None:  # a quiet market: trades and candles come when they happen
+                    continue
+                pending = _abandon(pending)  # nothing for a long while: a new connection
                 stream.healthy, stream.error = False, "silent"
                 stream.reconnects += 1
                 metrics.stream_event(route, stream.kind, "reconnect")
                 await streams.close_connection_of(stream.symbol)
             except BOOK_ERRORS as exc:
+                pending = _abandon(pending)
                 streams._book_failed(stream, f"{type(exc).__name__}: {str(exc)[:120]}")
                 await asyncio.sleep(RECONNECT_MIN_S)
             except Exception as exc:  # connection lost, refused, exchange error: retry with backoff
+                pending = _abandon(pending)
                 stream.healthy, stream.error = False, f"{type(exc).__name__}: {str(exc)[:120]}"
                 stream.reconnects += 1
                 metrics.stream_event(route, stream.kind, "reconnect")
                 if stream.kind == "depth":
                     streams.forget_book(stream.symbol)
+                if stream.tape is not None:  # messages may have been lost: join REST again
+                    stream.tape.reset()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, RECONNECT_MAX_S)
+
+    async def _seed(self, streams: RouteStreams, stream: Stream) -> None:
+        """Ask REST for the symbol's newest trades or candles (the exchange's default count) and
+        join them to the tape; when they do not reach the stream yet, again `SEED_RETRY_S` later."""
+        stream.next_seed = _now() + SEED_RETRY_S
+        client = streams.client
+        try:
+            if stream.kind == "trades":
+                fetch = client.fetch_trades(stream.symbol)
+            else:
+                fetch = client.fetch_ohlcv(stream.symbol, stream.timeframe)
+            rows = await asyncio.wait_for(fetch, SEED_TIMEOUT_S)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            stream.error = f"REST seed: {type(exc).__name__}: {str(exc)[:120]}"
+            metrics.stream_event(streams.venue.route, stream.kind, "seed_failed")
+            return
+        stream.rest_count = len(rows) or stream.rest_count
+        joined = stream.tape.offer(rows)
+        metrics.stream_event(streams.venue.route, stream.kind, "seeded" if joined else "seed_missed")
 
     async def _sweep(self) -> None:
         while not self.closed:
@@ -355,7 +469,7 @@ class StreamHub:
                     if now - stream.last_used > IDLE_CLOSE_S:
                         await self.stop(streams, key)
 
-    async def stop(self, streams: RouteStreams, key: tuple[str, str]) -> None:
+    async def stop(self, streams: RouteStreams, key: Key) -> None:
         stream = streams.streams.pop(key, None)
         if stream is None:
             return
@@ -363,10 +477,11 @@ class StreamHub:
         if stream.task is not None:
             stream.task.cancel()
         client = streams.client
-        method = "un_watch_ticker" if key[0] == "ticker" else "un_watch_order_book"
-        if client is not None and client.has.get("unWatchTicker" if key[0] == "ticker" else "unWatchOrderBook"):
+        has, method = UNWATCH[key[0]]
+        if client is not None and client.has.get(has):
+            args = (key[1], key[2]) if key[0] == "records" else (key[1],)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(getattr(client, method)(key[1]), 2)
+                await asyncio.wait_for(getattr(client, method)(*args), 2)
         if key[0] == "depth":
             streams.forget_book(key[1])
 
@@ -403,7 +518,7 @@ class StreamHub:
                 "streams": [
                     {
                         "kind": s.kind,
-                        "symbol": s.symbol,
+                        "symbol": f"{s.symbol} {s.timeframe}" if s.timeframe else s.symbol,
                         "healthy": s.healthy and streams._usable(s, now),
                         "age_ms": None if s.age_ms(now) is None else round(s.age_ms(now), 1),
                         "updates": s.updates,
@@ -430,6 +545,23 @@ class StreamHub:
                 if fresh:
                     age.add_metric([route, kind], max(now - s.received for s in fresh))
         return [count, age]
+
+
+async def _watch(client: Any, stream: Stream) -> Any:
+    """The next update of the stream's kind from ccxt.pro."""
+    if stream.kind == "ticker":
+        return await client.watch_ticker(stream.symbol, _family_params(TICKER_PARAMS, client))
+    if stream.kind == "depth":
+        return await client.watch_order_book(stream.symbol, _book_limit(client))
+    if stream.kind == "trades":
+        return await client.watch_trades(stream.symbol, None, None, _family_params(TRADES_PARAMS, client))
+    return await client.watch_ohlcv(stream.symbol, stream.timeframe)
+
+
+def _abandon(pending: asyncio.Future | None) -> None:
+    """Leave a watch that will never be awaited again (its error, if any, is read and dropped)."""
+    if pending is not None:
+        pending.add_done_callback(lambda done: done.cancelled() or done.exception())
 
 
 def _book_limit(client: Any) -> int | None:
@@ -508,17 +640,31 @@ def hub_of(pool: Any) -> StreamHub:
     return hub
 
 
-async def fresh(call: Any, kind: str, market: dict, limit: int | None = None) -> tuple[dict, dict] | None:
-    """(the ccxt unified ticker or order book, a `raw` saying it came from the stream and its age),
-    when the route streams `kind` for this market and the latest state is fresh and healthy; else
-    None: answer over REST. Counts the ask (auto mode's hotness) and starts a subscription when due."""
+async def fresh(
+    call: Any, kind: str, market: dict, limit: int | None = None, timeframe: str = ""
+) -> tuple[Any, dict] | None:
+    """(the ccxt unified ticker, order book, trades or candles; a `raw` saying it came from the
+    stream and its age), when the route streams `kind` for this market (and timeframe) and the
+    latest state is fresh and healthy; else None: answer over REST. Counts the ask (auto mode's
+    hotness) and starts a subscription when due."""
+    streams = _route_streams(call, kind, market)
+    return None if streams is None else streams.answer(kind, market, limit, timeframe)
+
+
+def offer(call: Any, kind: str, market: dict, items: list, limit: int | None, timeframe: str = "") -> None:
+    """Hand a REST answer of trades or candles (oldest first) to the symbol's stream, if any: it
+    may complete the stream's tape, and without a `limit` it tells how many items REST answers."""
+    streams = _route_streams(call, kind, market)
+    if streams is not None:
+        streams.offer(kind, market, items, limit, timeframe)
+
+
+def _route_streams(call: Any, kind: str, market: dict) -> RouteStreams | None:
     pool = getattr(call.exchange, "_gateway_pool", None)
     if pool is None or kind not in KINDS or not market.get("symbol"):
         return None
     streams = hub_of(pool).route(call.venue)
-    if not streams.enabled(kind):
-        return None
-    return streams.answer(kind, market, limit)
+    return streams if streams.enabled(kind) else None
 
 
 async def close(pool: Any) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 TAPE_LIMIT = 1000  # items a tape keeps (ccxt.pro's own tradesLimit / OHLCVLimit)
 
 
-def _trade_key(trade: dict) -> Any:
+def trade_key(trade: dict) -> Any:
     """A trade's identity: its id, else what REST and the stream both report about it."""
     ident = trade.get("id")
     if ident is not None:
@@ -45,11 +45,11 @@ class TradeTape:
     def extend(self, trades: list[dict]) -> None:
         """Streamed trades, in the order the exchange sent them (a repeat is dropped)."""
         for trade in trades:
-            key = _trade_key(trade)
+            key = trade_key(trade)
             if key in self.keys:
                 continue
             if len(self.trades) == self.trades.maxlen:
-                self.keys.discard(_trade_key(self.trades[0]))
+                self.keys.discard(trade_key(self.trades[0]))
             self.trades.append(trade)
             self.keys.add(key)
 
@@ -59,8 +59,8 @@ class TradeTape:
         nothing (trades between the two may be missing)."""
         if not self.trades or not rest:
             return self.seeded
-        keys = [_trade_key(trade) for trade in rest]
-        oldest = _trade_key(self.trades[0])
+        keys = [trade_key(trade) for trade in rest]
+        oldest = trade_key(self.trades[0])
         if oldest not in keys:
             return self.seeded
         joined = keys.index(oldest)
@@ -68,7 +68,7 @@ class TradeTape:
         room = (self.trades.maxlen or 0) - len(self.trades)
         for trade in reversed(older[-room:] if room > 0 else []):
             self.trades.appendleft(trade)
-            self.keys.add(_trade_key(trade))
+            self.keys.add(trade_key(trade))
         self.seeded = True
         return True
 

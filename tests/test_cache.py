@@ -33,7 +33,12 @@ def test_entries_expire():
 @pytest.fixture
 def cached_gateway(fake_binance: Fake, fake_okx: Fake):
     config = gateway_config(fake_binance, fake_okx, public_cache={"ticker": 0.5})
-    rest_only = {"ticker": "off", "depth": "off"}  # these tests count REST requests: no websocket answers
+    rest_only = {
+        "ticker": "off",
+        "depth": "off",
+        "trades": "off",
+        "records": "off",
+    }  # these tests count REST requests: no websocket answers
     config["exchanges"]["binance"]["streams"] = rest_only
     config["exchanges"]["binance-raw"] = {**config["exchanges"]["binance"], "public_cache": {}}
     server = BackgroundServer(create_app(parse_settings(config))).start()

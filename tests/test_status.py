@@ -432,7 +432,7 @@ def test_status_shows_streams_by_route_and_kind(instrumented: None, fake_binance
             "ccxt": "binance",
             "api_base": fake_binance.url,
             "ccxt_config": fast,
-            "streams": {"ticker": "off", "depth": "off"},
+            "streams": {"ticker": "off", "depth": "off", "trades": "off", "records": "off"},
         },
     }
     with serve(fake_binance, fake_okx, exchanges=routes) as client:

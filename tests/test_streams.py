@@ -59,10 +59,10 @@ def gw(fakes: dict) -> Iterator[GatewayClient]:
             "bn": _route(bn, "binance", on),
             "bn-swap": _route(bn, "binance", on, options={"defaultType": "swap"}),
             "bn-auto": _route(bn, "binance", {"max_age_ms": MAX_AGE_MS}),
-            "bn-off": _route(bn, "binance", {"ticker": "off", "depth": "off"}),
+            "bn-off": _route(bn, "binance", {"ticker": "off", "depth": "off", "trades": "off", "records": "off"}),
             "bn-cap": _route(bn, "binance", on),
             "ox": _route(ox, "okx", on),
-            "ox-off": _route(ox, "okx", {"ticker": "off", "depth": "off"}),
+            "ox-off": _route(ox, "okx", {"ticker": "off", "depth": "off", "trades": "off", "records": "off"}),
         },
     }
     app = create_app(parse_settings(config))
@@ -228,7 +228,7 @@ def test_disconnect_reconnects_and_answers_stay_correct(gw, fakes, route):
 def test_sequence_gap_and_bad_checksum_drop_the_book_until_rebuilt(gw, fakes, route, fault):
     _, ws = fakes["binance" if route == "bn" else "okx"]
     streamed(gw, route, "depth", {"symbol": "ETH_USDT", "limit": 5})
-    key = ("depth", "ETH/USDT")
+    key = ("depth", "ETH/USDT", "")
     before = hub(gw).routes[route].streams[key].resyncs
     getattr(ws, fault)("ETH/USDT")
     until(lambda: hub(gw).routes[route].streams[key].resyncs > before, timeout=5)
@@ -259,14 +259,14 @@ def test_auto_mode_subscribes_hot_symbols_and_closes_idle_ones(gw, monkeypatch):
     for _ in range(streams.HOT_CALLS - 1):
         assert not from_stream(_reply(gw, "bn-auto", "ticker", symbol))
     route = hub(gw).routes["bn-auto"]
-    assert ("ticker", "ETH/USDT") not in route.streams  # asked, not yet hot
+    assert ("ticker", "ETH/USDT", "") not in route.streams  # asked, not yet hot
     _reply(gw, "bn-auto", "ticker", symbol)  # hot now
-    assert ("ticker", "ETH/USDT") in route.streams
+    assert ("ticker", "ETH/USDT", "") in route.streams
     streamed(gw, "bn-auto", "ticker", symbol)
-    assert ("depth", "ETH/USDT") not in route.streams  # per kind
-    loop = route.streams[("ticker", "ETH/USDT")].task.get_loop()
+    assert ("depth", "ETH/USDT", "") not in route.streams  # per kind
+    loop = route.streams[("ticker", "ETH/USDT", "")].task.get_loop()
     loop.call_soon_threadsafe(hub(gw).restart_sweeper)  # sweep with the short period
-    until(lambda: ("ticker", "ETH/USDT") not in route.streams, timeout=5)
+    until(lambda: ("ticker", "ETH/USDT", "") not in route.streams, timeout=5)
 
 
 def test_cap_on_subscriptions_per_route(gw, monkeypatch):
@@ -274,7 +274,7 @@ def test_cap_on_subscriptions_per_route(gw, monkeypatch):
     streamed(gw, "bn-cap", "ticker", {"symbol": "BTC_USDT"})
     for _ in range(3):
         assert not from_stream(_reply(gw, "bn-cap", "ticker", {"symbol": "ETH_USDT"}))
-    assert [k for k in hub(gw).routes["bn-cap"].streams if k[0] == "ticker"] == [("ticker", "BTC/USDT")]
+    assert [k for k in hub(gw).routes["bn-cap"].streams if k[0] == "ticker"] == [("ticker", "BTC/USDT", "")]
 
 
 def test_off_mode_never_subscribes(gw, fakes):
