@@ -8,26 +8,38 @@ events, `/stream` paths wrap them as combined streams `{"stream": ..., "data": .
 
 Requests: `{"method": "SUBSCRIBE" | "UNSUBSCRIBE", "params": [...], "id": n}`, answered
 `{"result": null, "id": n}`. Streams: `<symbol>@ticker` (24hrTicker; spot carries b/B/a/A, futures
-do not, as on Binance) and `<symbol>@depth[@100ms]` diffs with first/final update ids `U`/`u`
+do not, as on Binance), `<symbol>@depth[@100ms]` diffs with first/final update ids `U`/`u`
 (futures also `pu`, the previous event's `u`), continuing the REST snapshot's `lastUpdateId`
-(`Engine.book_seq`), as in Binance's "how to manage a local order book".
+(`Engine.book_seq`), as in Binance's "how to manage a local order book", and:
+
+- `<symbol>@aggTrade`: one event per public trade appended after the subscription, oldest first,
+  `{"e": "aggTrade", "E", "s", "a", "p", "q", "f", "l", "T", "m"[, "M"]}` whose a..M are the REST
+  `aggTrades` row of that trade (`a` = `f` = `l` = the engine's trade id; spot only has `M`);
+- `<symbol>@trade`: likewise `{"e": "trade", "E", "s", "t", "p", "q", "T", "m", "M"}` on spot,
+  `{"e": "trade", "E", "T", "s", "t", "p", "q", "X": "MARKET", "m"}` on futures, `t` = REST trades' `id`;
+- `<symbol>@kline_<interval>` (`binance_common.INTERVALS`): the current bar on every push,
+  `{"e": "kline", "E", "s", "k": {t, T, s, i, f, L, o, c, h, l, v, n, x, q, V, Q, B}}`, values as the
+  REST kline of the same open time (f/L: the bar's first and last public trade ids, -1 if none).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from functools import partial
 from typing import Any
 
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
-from .binance_common import f8, now_ms, plain, ticker_stats
+from .binance_common import INTERVALS, Call, agg_trades, f8, kline_rows, now_ms, plain, recent_trades, ticker_stats
+from .binance_futures import px, qty
 from .engine import Engine, Instrument
 from .okx_common import yymmdd
 from .ws_hub import Connection, Subscription, WsHub, book_diff
 
 LEVELS = 100  # the book depth the diffs cover (the snapshot a client takes should not be deeper)
+CHANNELS = ("ticker", "depth", "aggTrade", "trade", "kline")
 
 
 def binance_id(inst: Instrument) -> str:
@@ -58,13 +70,16 @@ class BinanceDialect:
 
     def subscribe(self, conn: Connection, stream: str) -> None:
         name, _, channel = stream.partition("@")
-        channel = channel.split("@")[0]
+        channel, _, interval = channel.split("@")[0].partition("_")  # "kline_1m" -> kline, 1m
         inst = self.instrument(conn.path, name)
-        if inst is None or channel not in ("ticker", "depth"):
+        known = interval in INTERVALS if channel == "kline" else channel in CHANNELS and not interval
+        if inst is None or not known:
             return
         seq, asks, bids = self.hub.engine.book_state(inst.key, LEVELS)
         book = book_diff({}, asks, bids)[0]
-        conn.subscriptions[stream] = Subscription(channel, inst.key, stream, seq=seq, book=book)
+        last_trade = self.hub.newest_trade(inst.key)
+        sub = Subscription(channel, inst.key, stream, seq=seq, book=book, last_trade=last_trade, interval=interval)
+        conn.subscriptions[stream] = sub
         conn.wake.set()
 
     async def on_text(self, conn: Connection, text: str) -> None:
@@ -82,14 +97,73 @@ class BinanceDialect:
         inst = self.hub.engine.instruments[sub.inst_key]
         futures = market_of(conn.path) != "spot"
         if sub.channel == "ticker":
-            event = self.ticker(inst, futures)
-        else:
+            events = [self.ticker(inst, futures)]
+        elif sub.channel == "depth":
             event = self.depth(sub, inst, futures)
-            if event is None:
-                return
-        if re.search(r"/stream(/\d+)?$", conn.path):
-            event = {"stream": sub.stream, "data": event}
-        await conn.send(json.dumps(event, separators=(",", ":")))
+            events = [] if event is None else [event]
+        elif sub.channel == "kline":
+            events = [self.kline(sub, inst, futures)]
+        else:
+            events = self.trades(sub, inst, futures)
+        for event in events:
+            if re.search(r"/stream(/\d+)?$", conn.path):
+                event = {"stream": sub.stream, "data": event}
+            await conn.send(json.dumps(event, separators=(",", ":")))
+
+    def trades(self, sub: Subscription, inst: Instrument, futures: bool) -> list[dict]:
+        """One event per trade after the last one sent, built from REST's aggTrades / trades rows."""
+        engine = self.hub.engine
+        call = Call("GET", "", {"fromId": str(sub.last_trade + 1), "limit": "1000"})
+        with engine.lock:
+            rows = (agg_trades if sub.channel == "aggTrade" else recent_trades)(call, inst, engine, not futures)
+        now, symbol = now_ms(), binance_id(inst)
+        events: list[dict] = []
+        for row in rows:
+            if sub.channel == "aggTrade":
+                events.append({"e": "aggTrade", "E": now, "s": symbol, **row})
+                sub.last_trade = row["a"]
+                continue
+            event: dict[str, Any] = {"e": "trade", "E": now}
+            if futures:
+                event["T"] = row["time"]
+            event.update({"s": symbol, "t": row["id"], "p": row["price"], "q": row["qty"]})
+            event.update({"X": "MARKET"} if futures else {"T": row["time"]})
+            event["m"] = row["isBuyerMaker"]
+            if not futures:
+                event["M"] = True
+            events.append(event)
+            sub.last_trade = row["id"]
+        return events
+
+    def kline(self, sub: Subscription, inst: Instrument, futures: bool) -> dict:
+        """The current bar, its values formatted as the REST klines of the same market format them."""
+        call = Call("GET", "", {"interval": sub.interval, "limit": "1"})
+        [(t, close, (_, o, h, low, c, v))] = kline_rows(call, inst, 1)
+        price = partial(px, inst) if futures else f8
+        amount = partial(qty, inst) if futures else f8
+        with self.hub.engine.lock:
+            ids = [int(x["id"]) for x in self.hub.engine.public_trades[inst.key] if t <= x["time"] <= close]
+        symbol = binance_id(inst)
+        k = {
+            "t": t,
+            "T": close,
+            "s": symbol,
+            "i": sub.interval,
+            "f": min(ids, default=-1),
+            "L": max(ids, default=-1),
+            "o": price(o),
+            "c": price(c),
+            "h": price(h),
+            "l": price(low),
+            "v": amount(v),
+            "n": 10 + t // 60000 % 50,  # the trade count REST klines report
+            "x": False,
+            "q": f8(v * c),
+            "V": amount(v / 2),
+            "Q": f8(v * c / 2),
+            "B": "0",
+        }
+        return {"e": "kline", "E": now_ms(), "s": symbol, "k": k}
 
     def depth(self, sub: Subscription, inst: Instrument, futures: bool) -> dict | None:
         hub = self.hub

@@ -326,6 +326,7 @@ class Engine:
             trade["time"] = order.updated_ms
             self.public_trades[order.inst.key].append(trade)
             order.trades.append(trade)
+            self._changed(order.inst.key)  # listeners only schedule work: safe under the lock
             return order
 
     def _fill_spot(self, acc: Account, order: Order, qty: Decimal, price: Decimal, release: Decimal) -> None:
@@ -428,6 +429,21 @@ class Engine:
             seq = self.book_seqs[key]
         self._changed(key)
         return seq
+
+    def public_trade(self, inst_key: str, price: Decimal | str | float, qty: Decimal | str | float, side: str) -> dict:
+        """A trade between other users (no account moves): appended to `public_trades`, listeners told."""
+        with self.lock:
+            inst = self.instrument(inst_key)
+            trade = {
+                "id": str(next(self._trade_ids)),
+                "price": Decimal(str(price)),
+                "qty": Decimal(str(qty)),
+                "side": side,
+                "time": _now_ms(),
+            }
+            self.public_trades[inst.key].append(trade)
+        self._changed(inst.key)
+        return trade
 
     def book_state(self, inst_key: str, depth: int) -> tuple[int, list, list]:
         """(update id, asks, bids) read together, so a snapshot and its id always match."""

@@ -102,5 +102,5 @@ def create_app(engine: Engine, credentials: dict[str, tuple[str, str]]) -> Starl
     app.state.venue = venue
     app.state.engine = engine
     app.state.simulated_trading = None
-    app.state.ws = okx_ws.mount(app, engine)  # public websocket (tickers, books), on the same engine
+    app.state.ws = okx_ws.mount(app, engine)  # websockets: public (tickers, books, trades), business (candles)
     return app

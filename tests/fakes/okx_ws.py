@@ -1,15 +1,22 @@
-"""OKX's public websocket (`/ws/v5/public`) on the fake's engine, for unmodified `ccxt.pro.okx`.
+"""OKX's public websockets (`/ws/v5/public`, `/ws/v5/business`) on the fake's engine, for unmodified `ccxt.pro.okx`.
 
-Any path ending in `/ws/v5/public` is served (the gateway's `api_base` rewrite may keep the real
-host as the first path segment). Text `ping` is answered `pong`. Requests:
-`{"op": "subscribe" | "unsubscribe", "args": [{"channel": ..., "instId": ...}]}`, answered with
-`{"event": "subscribe", "arg": {...}, "connId": ...}` (an unknown instrument: `{"event": "error",
-"code": "60018", ...}`).
+A path ending in `/ws/v5/business` is the business websocket (candles), any other path the public
+one (the gateway's `api_base` rewrite may keep the real host as the first path segment). Text
+`ping` is answered `pong`. Requests: `{"op": "subscribe" | "unsubscribe", "args": [{"channel": ...,
+"instId": ...}]}`, answered with `{"event": "subscribe", "arg": {...}, "connId": ...}`; an unknown
+instrument or channel, or a channel asked of the other websocket, is answered as OKX does:
+`{"event": "error", "code": "60018", "msg": "Wrong URL or channel:...", ...}`.
 
-Channels: `tickers` (the REST ticker's fields) and `books`: a `snapshot` first, then `update`s
+Public channels: `tickers` (the REST ticker's fields); `books`: a `snapshot` first, then `update`s
 carrying only changed levels (size "0" = removed), with `seqId`, `prevSeqId` (-1 on a snapshot,
 the previous message's `seqId` on updates) and `checksum`: the signed CRC32 of the first 25 bid
-and ask levels interleaved, `bidPx:bidSz:askPx:askSz:...`, strings as sent (OKX's definition).
+and ask levels interleaved, `bidPx:bidSz:askPx:askSz:...`, strings as sent (OKX's definition);
+`trades`: the public trades appended after the subscription, oldest first, several to a message,
+each exactly as REST `/api/v5/market/trades` shows it (`okx_public.trade_json`).
+
+Business channels: `candle<bar>` (`candle1m`, `candle1H`, `candle1Dutc`...: the bars REST takes):
+on every push, the current bar as the one row REST `/api/v5/market/candles` answers for it
+(`[ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]`, 9 strings).
 """
 
 from __future__ import annotations
@@ -22,8 +29,8 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from .engine import Engine, Instrument
-from .okx_common import fmt, inst_id, now_ms
-from .okx_public import ticker_json
+from .okx_common import BarClock, Call, OkxError, Venue, fmt, inst_id, now_ms
+from .okx_public import get_candles, ticker_json, trade_json
 from .ws_hub import Connection, Subscription, WsHub, book_diff
 
 LEVELS = 100  # the book depth the updates cover (OKX's `books` has 400; the fake's book is shallower)
@@ -41,12 +48,34 @@ def checksum(bids: list, asks: list) -> int:
     return value - (1 << 32) if value >= 1 << 31 else value
 
 
+PUBLIC = ("tickers", "books", "trades")
+
+
+def candle_bar(channel: str) -> str | None:
+    """The bar of a `candle<bar>` channel REST knows ("candle1H" -> "1H"), else None."""
+    if not channel.startswith("candle"):
+        return None
+    try:
+        BarClock(channel[len("candle") :])
+    except OkxError:
+        return None
+    return channel[len("candle") :]
+
+
 class OkxDialect:
     def __init__(self, hub: WsHub) -> None:
         self.hub = hub
+        self.venue = Venue(hub.engine, {})  # for REST's candle rows
 
     def instrument(self, ident: str) -> Instrument | None:
         return next((i for i in self.hub.engine.instruments.values() if inst_id(i) == ident), None)
+
+    @staticmethod
+    def served(conn: Connection, channel: str) -> bool:
+        """Candles on the business websocket only; tickers, books and trades on the public one only."""
+        if conn.path.rstrip("/").endswith("/ws/v5/business"):
+            return candle_bar(channel) is not None
+        return channel in PUBLIC
 
     async def on_text(self, conn: Connection, text: str) -> None:
         if text == "ping":
@@ -57,7 +86,7 @@ class OkxDialect:
         for arg in request.get("args") or []:
             channel, ident = arg.get("channel"), arg.get("instId")
             inst = self.instrument(ident or "")
-            if inst is None or channel not in ("tickers", "books"):
+            if inst is None or not self.served(conn, channel or ""):
                 error = f"Wrong URL or channel:{channel},instId:{ident} doesn't exist."
                 await conn.send(json.dumps({"event": "error", "code": "60018", "msg": error, "connId": "fake"}))
                 continue
@@ -65,7 +94,10 @@ class OkxDialect:
             if op == "subscribe":
                 self.hub.subscribes += 1
                 # a repeated subscribe starts the channel again: a fresh snapshot follows
-                conn.subscriptions[stream] = Subscription(channel, inst.key, stream)
+                bar = candle_bar(channel) or ""
+                last_trade = self.hub.newest_trade(inst.key)
+                sub = Subscription("candle" if bar else channel, inst.key, stream, last_trade=last_trade, interval=bar)
+                conn.subscriptions[stream] = sub
                 conn.wake.set()
             elif op == "unsubscribe":
                 conn.subscriptions.pop(stream, None)
@@ -73,9 +105,19 @@ class OkxDialect:
 
     async def push(self, conn: Connection, sub: Subscription) -> None:
         inst = self.hub.engine.instruments[sub.inst_key]
-        arg = {"channel": sub.channel, "instId": inst_id(inst)}
+        arg = {"channel": sub.channel + sub.interval, "instId": inst_id(inst)}
         if sub.channel == "tickers":
             await conn.send(json.dumps({"arg": arg, "data": [ticker_json(inst)]}))
+            return
+        if sub.channel == "candle":
+            call = Call(self.venue, {"instId": arg["instId"], "bar": sub.interval, "limit": "1"})
+            await conn.send(json.dumps({"arg": arg, "data": get_candles(call)}))
+            return
+        if sub.channel == "trades":
+            trades = self.hub.trades_after(inst.key, sub.last_trade)
+            if trades:
+                sub.last_trade = int(trades[-1]["id"])
+                await conn.send(json.dumps({"arg": arg, "data": [trade_json(inst, t) for t in trades]}))
             return
         hub = self.hub
         seq, asks, bids = hub.engine.book_state(inst.key, LEVELS)
@@ -111,7 +153,7 @@ class OkxDialect:
 
 
 def mount(app: Any, engine: Engine, interval: float = 0.1) -> WsHub:
-    """Serve OKX's public websocket on `app` (a Starlette app); returns the hub (faults, counters)."""
+    """Serve OKX's public and business websockets on `app` (a Starlette app); returns the hub (faults, counters)."""
     hub = WsHub(engine, interval)
     dialect = OkxDialect(hub)
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
+from collections.abc import Callable
+from decimal import Decimal
 
 import ccxt.pro as ccxtpro
+import httpx
 import pytest
 import websockets
 
@@ -15,6 +19,7 @@ from gateway.venues import rewrite_api_urls
 from . import binance, okx
 from .okx_ws import checksum
 from .server import BackgroundServer
+from .ws_hub import WsHub
 
 
 def _pro(kind: str, url: str):
@@ -127,3 +132,165 @@ async def test_disconnect_and_silence():
             with pytest.raises(websockets.ConnectionClosed):
                 for _ in range(50):
                     await asyncio.wait_for(ws.recv(), 2)
+
+
+async def _until(predicate: Callable[[], bool], timeout: float = 3) -> None:
+    started = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - started < timeout, "timed out"
+        await asyncio.sleep(0.01)
+
+
+def _live(hub: WsHub) -> int:
+    """Subscriptions on connections still open (a closed one lingers in `hub.connections` a moment)."""
+    return sum(len(c.subscriptions) for c in list(hub.connections) if not c.closed)
+
+
+def _trade_params(kind: str) -> dict:
+    return {"name": "aggTrade"} if kind == "binance" else {}
+
+
+def _facts(trade: dict) -> tuple:
+    return trade["id"], trade["price"], trade["amount"], trade["side"], trade["timestamp"]
+
+
+async def test_trades_stream_what_rest_answers(venue):
+    kind, engine, hub, url = venue
+    exchange = _pro(kind, url)
+    try:
+        watching = asyncio.ensure_future(exchange.watch_trades("BTC/USDT", params=_trade_params(kind)))
+        await _until(lambda: _live(hub) == 1)
+        added = [
+            engine.public_trade("BTC/USDT", "60010.1", "0.0123", "buy"),
+            engine.public_trade("BTC/USDT", "59990.2", "0.5", "sell"),
+        ]
+        engine.place("alice", "BTC/USDT", "sell", "market", Decimal("0.002"))  # a fill is a public trade too
+        added.append(engine.public_trades["BTC/USDT"][-1])
+        first = await asyncio.wait_for(watching, 3)
+        assert first[0]["id"] == added[0]["id"]
+        ids = [t["id"] for t in added]
+        await _until(lambda: len(exchange.trades["BTC/USDT"]) >= len(ids))
+        streamed = list(exchange.trades["BTC/USDT"])
+        assert [t["id"] for t in streamed] == ids  # only trades after subscribing, one each, in order
+        assert [(t["price"], t["amount"], t["side"]) for t in streamed] == [
+            (float(t["price"]), float(t["qty"]), t["side"]) for t in added
+        ]
+        assert [t["timestamp"] for t in streamed] == [t["time"] for t in added]
+        rest = {t["id"]: t for t in await exchange.fetch_trades("BTC/USDT")}
+        assert [_facts(t) for t in streamed] == [_facts(rest[i]) for i in ids]
+    finally:
+        await exchange.close()
+
+
+async def test_ohlcv_streams_the_rest_candle_on_a_cadence(venue):
+    kind, engine, _, url = venue
+    exchange = _pro(kind, url)
+    try:
+        candles = await asyncio.wait_for(exchange.watch_ohlcv("BTC/USDT", "1m"), 3)
+        last = candles[-1]
+        assert last[0] % 60000 == 0 and last[0] <= time.time() * 1000 < last[0] + 61000  # the current bar
+        rest = await exchange.fetch_ohlcv("BTC/USDT", "1m")
+        assert [c for c in rest if c[0] == last[0]] == [last]
+        again = await asyncio.wait_for(exchange.watch_ohlcv("BTC/USDT", "1m"), 1)  # pushed with nothing changed
+        assert again[-1][0] >= last[0]
+        engine.set_price("BTC/USDT", 61000)
+        for _ in range(20):
+            last = (await asyncio.wait_for(exchange.watch_ohlcv("BTC/USDT", "1m"), 1))[-1]
+            if last[4] > 60700:
+                break
+        assert 60700 < last[4] < 61700  # the bar follows the price
+        rest = await exchange.fetch_ohlcv("BTC/USDT", "1m")
+        assert [c for c in rest if c[0] == last[0]] == [last]
+    finally:
+        await exchange.close()
+
+
+async def test_trades_flow_again_after_a_disconnect(venue):
+    kind, engine, hub, url = venue
+    exchange = _pro(kind, url)
+    params = _trade_params(kind)
+    try:
+        watching = asyncio.ensure_future(exchange.watch_trades("BTC/USDT", params=dict(params)))
+        await _until(lambda: _live(hub) == 1)
+        before = engine.public_trade("BTC/USDT", "60001.1", "0.01", "buy")
+        assert [t["id"] for t in await asyncio.wait_for(watching, 3)] == [before["id"]]
+        watching = asyncio.ensure_future(exchange.watch_trades("BTC/USDT", params=dict(params)))
+        await asyncio.sleep(0.05)
+        hub.disconnect()
+        with pytest.raises(ccxtpro.NetworkError):
+            await asyncio.wait_for(watching, 3)
+        connects = hub.connects
+        watching = asyncio.ensure_future(exchange.watch_trades("BTC/USDT", params=dict(params)))
+        await _until(lambda: _live(hub) == 1)
+        assert hub.connects == connects + 1
+        after = engine.public_trade("BTC/USDT", "60002.2", "0.02", "sell")
+        trades = await asyncio.wait_for(watching, 3)
+        assert [t["id"] for t in trades] == [after["id"]]  # the new connection does not send old trades again
+        assert trades[0]["side"] == "sell" and trades[0]["price"] == 60002.2
+    finally:
+        await exchange.close()
+
+
+async def test_binance_futures_trade_and_kline_events_are_the_rest_rows():
+    engine = binance.default_engine()
+    app = binance.create_app(engine, {})
+    with BackgroundServer(app) as server, httpx.Client(base_url=server.url) as http:
+        url = server.url.replace("http", "ws") + "/fstream.binance.com/market/ws"
+        async with websockets.connect(url) as ws:
+            streams = ["btcusdt@aggTrade", "btcusdt@trade", "btcusdt@kline_1m"]
+            await ws.send(json.dumps({"method": "SUBSCRIBE", "params": streams, "id": 1}))
+            assert json.loads(await ws.recv()) == {"result": None, "id": 1}
+            trade = engine.public_trade("BTC/USDT:USDT", "60123.4", "0.005", "sell")
+            events: dict[str, dict] = {}
+            while len(events) < 2:
+                event = json.loads(await asyncio.wait_for(ws.recv(), 3))
+                if event["e"] != "kline":
+                    events[event["e"]] = event
+            kline = json.loads(await asyncio.wait_for(ws.recv(), 3))  # pushed after the trades: counts them
+            while kline["e"] != "kline":
+                kline = json.loads(await asyncio.wait_for(ws.recv(), 3))
+        agg, raw = events["aggTrade"], events["trade"]
+        [rest_agg] = http.get("/fapi/v1/aggTrades", params={"symbol": "BTCUSDT", "fromId": trade["id"]}).json()
+        assert {k: v for k, v in agg.items() if k not in ("e", "E", "s")} == rest_agg
+        assert agg["s"] == "BTCUSDT" and agg["a"] == int(trade["id"]) and agg["m"] is True and "M" not in agg
+        [rest_trade] = http.get("/fapi/v1/trades", params={"symbol": "BTCUSDT", "fromId": trade["id"]}).json()
+        assert (raw["t"], raw["p"], raw["q"], raw["T"], raw["m"]) == (
+            rest_trade["id"],
+            rest_trade["price"],
+            rest_trade["qty"],
+            rest_trade["time"],
+            rest_trade["isBuyerMaker"],
+        )
+        assert raw["X"] == "MARKET" and "M" not in raw
+        k = kline["k"]
+        query = {"symbol": "BTCUSDT", "interval": "1m", "startTime": k["t"], "limit": 1}
+        [rest_kline] = http.get("/fapi/v1/klines", params=query).json()
+        assert [k[x] for x in "tohlcvTqnVQ"] == rest_kline[:11]
+        assert k["i"] == "1m" and k["x"] is False and k["s"] == "BTCUSDT"
+        if k["t"] <= trade["time"]:  # not a bar opened since (a minute's turn)
+            assert k["f"] <= int(trade["id"]) == k["L"]
+
+
+async def test_okx_candles_only_on_business_as_rest_rows():
+    engine = okx.default_engine()
+    app = okx.create_app(engine, {})
+    with BackgroundServer(app) as server, httpx.Client(base_url=server.url) as http:
+        base = server.url.replace("http", "ws") + "/ws/v5/"
+
+        async def first_answer(path: str, channel: str) -> dict:
+            async with websockets.connect(base + path) as ws:
+                await ws.send(json.dumps({"op": "subscribe", "args": [{"channel": channel, "instId": "BTC-USDT"}]}))
+                return json.loads(await asyncio.wait_for(ws.recv(), 3))
+
+        wrong = [("public", "candle1m"), ("business", "trades"), ("business", "books"), ("business", "candle7m")]
+        for path, channel in wrong:
+            answer = await first_answer(path, channel)
+            assert answer["event"] == "error" and answer["code"] == "60018", (path, channel)
+        async with websockets.connect(base + "business") as ws:
+            await ws.send(json.dumps({"op": "subscribe", "args": [{"channel": "candle1H", "instId": "BTC-USDT"}]}))
+            assert json.loads(await ws.recv())["event"] == "subscribe"
+            pushed = [json.loads(await asyncio.wait_for(ws.recv(), 3)) for _ in range(2)]  # every tick
+        rest = http.get("/api/v5/market/candles", params={"instId": "BTC-USDT", "bar": "1H", "limit": 1}).json()
+        for message in pushed:
+            assert message["arg"] == {"channel": "candle1H", "instId": "BTC-USDT"}
+            assert message["data"] == rest["data"] and len(rest["data"][0]) == 9

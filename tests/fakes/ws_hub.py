@@ -4,6 +4,9 @@ A `WsHub` belongs to one fake app. Each websocket connection has its subscriptio
 pushes to them when the engine changes an instrument (`Engine.listeners`, called from whatever
 thread moved the price) and, between changes, every `interval` seconds (the exchange's own
 cadence: Binance's `@100ms` diffs, OKX's books every 100 ms), so a healthy stream is never quiet.
+On every push a dialect sends what each subscription is owed: book diffs and tickers; public
+trades appended since the last one sent (`Subscription.last_trade`; never an older one); and the
+current candle, whether or not anything changed (exchanges push candles on a cadence).
 
 Faults, set from the test's thread (each a plain attribute or a thread-safe call):
 
@@ -31,11 +34,13 @@ from .engine import Engine
 
 @dataclass
 class Subscription:
-    channel: str  # dialect's name: "ticker", "depth", "bookTicker", "tickers", "books"
+    channel: str  # dialect's name: "ticker", "depth", "aggTrade", "trade", "kline", "tickers", "books", "candle"
     inst_key: str
     stream: str  # what the client subscribed with (Binance stream name, OKX channel:instId)
     seq: int = 0  # the update id the client last got
     book: dict = field(default_factory=dict)  # side -> {price: qty} as last sent
+    last_trade: int = 0  # trade channels: the id of the last public trade sent (or the newest at subscription)
+    interval: str = ""  # candle channels: Binance's kline interval ("1m") or OKX's bar ("1H")
 
 
 class Connection:
@@ -110,6 +115,17 @@ class WsHub:
     def silent(self) -> bool:
         return time.monotonic() < self.silent_until
 
+    def newest_trade(self, inst_key: str) -> int:
+        """The id of the instrument's newest public trade: a new trade subscription starts after it."""
+        with self.engine.lock:
+            return max((int(t["id"]) for t in self.engine.public_trades[inst_key]), default=0)
+
+    def trades_after(self, inst_key: str, last: int) -> list[dict]:
+        """The instrument's public trades with an id above `last`, oldest first."""
+        with self.engine.lock:
+            trades = [t for t in self.engine.public_trades[inst_key] if int(t["id"]) > last]
+        return sorted(trades, key=lambda t: int(t["id"]))
+
     def subscribed(self) -> int:
         return sum(len(c.subscriptions) for c in list(self.connections))
 
@@ -162,7 +178,10 @@ class WsHub:
             self.connections.discard(conn)
 
     async def _tick(self) -> None:
-        """Every `interval`, each subscribed instrument's book takes an update (no level changes)."""
+        """Every `interval`, each subscribed instrument's book takes an update (no level changes).
+
+        Touching wakes every connection subscribed to the instrument, whatever the channel, so
+        candles are pushed on this cadence and new trades are looked for at least this often."""
         while self.connections:
             await asyncio.sleep(self.interval)
             if self.silent:
