@@ -7,6 +7,8 @@ once it has been rebuilt.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,6 +23,8 @@ from tests.conftest import GatewayClient, _start_fake
 from tests.fakes import binance, okx
 
 MAX_AGE_MS = 400
+# trades and candles only; trades come when someone trades, so these routes allow older messages
+HISTORIES = {"ticker": "off", "depth": "off", "trades": "on", "records": "on", "max_age_ms": 3000}
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +67,8 @@ def gw(fakes: dict) -> Iterator[GatewayClient]:
             "bn-cap": _route(bn, "binance", on),
             "ox": _route(ox, "okx", on),
             "ox-off": _route(ox, "okx", {"ticker": "off", "depth": "off", "trades": "off", "records": "off"}),
+            "bn-hist": _route(bn, "binance", HISTORIES),
+            "ox-hist": _route(ox, "okx", HISTORIES),
         },
     }
     app = create_app(parse_settings(config))
@@ -302,3 +308,148 @@ def test_status_and_metrics_show_streams(gw):
     text = gw.http.get(f"{gw.url}/metrics").text
     assert 'fmz_gateway_stream_answers_total{kind="ticker",route="bn",source="stream"}' in text
     assert "fmz_gateway_streams{" in text
+
+
+# --- trades and records (gateway/tapes.py) ------------------------------------------------------
+
+HIST = [("bn-hist", "bn-off", "binance"), ("ox-hist", "ox-off", "okx")]
+TRADES_PATH = {"binance": "aggTrades", "okx": "market/trades"}
+CANDLES_PATH = {"binance": "klines", "okx": "market/candles"}
+
+
+@contextlib.contextmanager
+def trading(engine: Any, inst_key: str, every: float = 0.03) -> Iterator[list[dict]]:
+    """Other users trade `inst_key` every `every` seconds while the block runs (the trades made)."""
+    made: list[dict] = []
+    stop = threading.Event()
+
+    def run() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            made.append(engine.public_trade(inst_key, 100 + n % 7 / 10, f"0.{n % 9 + 1}", "buy" if n % 2 else "sell"))
+            stop.wait(every)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield made
+    finally:
+        stop.set()
+        thread.join()
+
+
+def quiet_then_both(gw: GatewayClient, route: str, off: str, method: str, params: dict) -> tuple[dict, dict]:
+    """The streamed and the REST answer once the last trade's message is in (no trading meanwhile)."""
+    time.sleep(0.3)
+    return _reply(gw, route, method, params), _reply(gw, off, method, params)
+
+
+@pytest.mark.parametrize(("route", "off", "venue"), HIST)
+def test_trades_from_memory_are_rests_trades(gw, fakes, route, off, venue):
+    fake = fakes[venue][0]
+    params = {"symbol": "LTC_USDT", "limit": 25}
+    with trading(fake.engine, "LTC/USDT") as made:
+        streamed(gw, route, "trades", params)
+        before = rest_calls(fake, TRADES_PATH[venue])
+        for _ in range(20):  # warm: the hot symbol's trades come from memory only
+            assert from_stream(_reply(gw, route, "trades", params))
+            time.sleep(0.01)
+        assert rest_calls(fake, TRADES_PATH[venue]) == before
+    memory, rest = quiet_then_both(gw, route, off, "trades", params)
+    assert from_stream(memory) and not from_stream(rest)
+    assert memory["data"] == rest["data"] and len(memory["data"]) == 25
+    assert memory["data"][-1]["id"] == made[-1]["id"]  # the newest trade, streamed
+    assert memory["raw"]["source"]["kind"] == "trades" and len(memory["raw"]["info"]) == 25
+
+
+@pytest.mark.parametrize(("route", "off", "venue"), HIST)
+def test_trades_without_a_limit_answer_as_many_as_rest_gave(gw, fakes, route, off, venue):
+    engine = fakes[venue][0].engine
+    with trading(engine, "ETH/USDT"):
+        streamed(gw, route, "trades", {"symbol": "ETH_USDT", "limit": 5})
+        streamed(gw, route, "trades", {"symbol": "ETH_USDT"})
+    memory, rest = quiet_then_both(gw, route, off, "trades", {"symbol": "ETH_USDT"})
+    stream = hub(gw).routes[route].streams[("trades", "ETH/USDT", "")]
+    assert from_stream(memory) and len(memory["data"]) == stream.rest_count > 5
+    # the fake holds fewer trades than the exchange's default count: REST answers all, memory as many as it learnt
+    assert memory["data"] == rest["data"][-len(memory["data"]) :]
+
+
+@pytest.mark.parametrize(("route", "off", "venue"), HIST)
+def test_records_from_memory_are_rests_candles(gw, fakes, route, off, venue):
+    fake = fakes[venue][0]
+    for params in ({"symbol": "LTC_USDT", "period": 1, "limit": 10}, {"symbol": "LTC_USDT", "period": 1}):
+        streamed(gw, route, "records", params)
+        before = rest_calls(fake, CANDLES_PATH[venue])
+        for _ in range(3):  # a minute may turn between the two answers: then ask both again
+            memory, rest = _reply(gw, route, "records", params), _reply(gw, off, "records", params)
+            if memory["data"][-1][0] == rest["data"][-1][0]:
+                break
+        assert from_stream(memory) and not from_stream(rest)
+        assert memory["data"] == rest["data"]
+        assert len(memory["data"]) == params.get("limit", len(rest["data"])) and len(rest["data"]) >= 10
+        assert rest_calls(fake, CANDLES_PATH[venue]) == before + 1  # only the REST route's
+        assert memory["raw"]["source"]["kind"] == "records" and memory["raw"]["candles"]
+
+
+def test_records_of_a_built_period_come_from_streamed_base_candles(gw):
+    params = {"symbol": "LTC_USDT", "period": 2, "limit": 6}  # Binance has no 2m candles: built from 1m
+    memory = streamed(gw, "bn-hist", "records", params)
+    for _ in range(3):
+        rest = _reply(gw, "bn-off", "records", params)
+        if rest["data"][-1][0] == memory["data"][-1][0]:
+            break
+        memory = _reply(gw, "bn-hist", "records", params)
+    assert memory["data"] == rest["data"] and len(memory["data"]) == 6
+    assert memory["raw"]["source"]["kind"] == "records"
+
+
+@pytest.mark.parametrize(("route", "off", "venue"), HIST)
+def test_trades_missed_while_disconnected_are_answered_from_rest_then_memory(gw, fakes, route, off, venue):
+    """A reconnect may lose messages: the tape is emptied and joined to REST again, so the trades
+    made while the stream was down are in the streamed answer afterwards."""
+    engine, ws = fakes[venue][0].engine, fakes[venue][1]
+    params = {"symbol": "BTC_USDT", "limit": 200}
+    with trading(engine, "BTC/USDT"):
+        streamed(gw, route, "trades", params)
+    stream = hub(gw).routes[route].streams[("trades", "BTC/USDT", "")]
+    reconnects = stream.reconnects
+    ws.refuse = True
+    ws.disconnect()
+    try:
+        until(lambda: stream.reconnects > reconnects)
+        missed = [engine.public_trade("BTC/USDT", "100.5", "0.3", "sell") for _ in range(3)]
+        reply = _reply(gw, route, "trades", params)
+        assert not from_stream(reply)  # the emptied tape answers nothing
+        assert [t["id"] for t in reply["data"][-3:]] == [t["id"] for t in missed]
+    finally:
+        ws.refuse = False
+    with trading(engine, "BTC/USDT"):
+        streamed(gw, route, "trades", params)
+    memory, rest = quiet_then_both(gw, route, off, "trades", params)
+    assert from_stream(memory) and memory["data"] == rest["data"]
+    ids = [t["id"] for t in memory["data"]]
+    assert all(t["id"] in ids for t in missed) and len(ids) == 200
+
+
+@pytest.mark.parametrize(("route", "off", "venue"), HIST)
+def test_a_silent_trade_stream_goes_stale_and_rest_answers(gw, fakes, route, off, venue):
+    engine, ws = fakes[venue][0].engine, fakes[venue][1]
+    params = {"symbol": "LTC_USDT", "limit": 10}
+    with trading(engine, "LTC/USDT"):
+        streamed(gw, route, "trades", params)
+    streams_of_route = hub(gw).routes[route]
+    streams_of_route.max_age_ms = 300
+    ws.silence(None)
+    try:
+        time.sleep(0.4)
+        silent = engine.public_trade("LTC/USDT", "101.1", "0.2", "buy")  # not sent while silent
+        reply = _reply(gw, route, "trades", params)
+        assert not from_stream(reply) and reply["data"][-1]["id"] == silent["id"]
+    finally:
+        ws.speak()
+        streams_of_route.max_age_ms = HISTORIES["max_age_ms"]
+    with trading(engine, "LTC/USDT"):
+        memory = streamed(gw, route, "trades", params)
+    assert silent["id"] in [t["id"] for t in memory["data"]] or int(memory["data"][0]["id"]) > int(silent["id"])
