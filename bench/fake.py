@@ -7,7 +7,8 @@ how many requests each path has seen, so the bench can tell coalesced upstream c
 For `scripts/bench --streams` (all optional): the websocket streams are served as by the test fake
 (tests/fakes/binance_ws.py) at `--ws-interval` seconds cadence; `--extra-symbols N` adds spot pairs
 C0/USDT .. C<N-1>/USDT; `--move BTC/USDT --move-ms 20` moves those prices one tick up every 20 ms
-(so every price is sent once: an answer's price names the message it came from), and
+(so every price is sent once: an answer's price names the message it came from; each move is
+also a public trade, for the trade stream), and
 `GET /__bench/ws-log` answers, per channel and moved instrument, each new value sent (ticker: the
 last price, depth: the best bid) with the CLOCK_MONOTONIC ns at which it was handed to the socket;
 `GET /__bench/by-symbol` counts REST requests per path and `symbol` query parameter.
@@ -118,12 +119,13 @@ def engine_with(extra: int) -> Engine:
 
 
 async def move_prices(engine: Engine, keys: list[str], every_ms: float) -> None:
-    """One tick up per `every_ms` for each of `keys`: every price is new."""
+    """One tick up per `every_ms` for each of `keys`: every price is new, and someone trades at it."""
     while True:
         await asyncio.sleep(every_ms / 1000)
         for key in keys:
             inst = engine.instruments[key]
             engine.set_price(key, inst.price + inst.tick)
+            engine.public_trade(key, inst.price, inst.step, "buy")
 
 
 def build_app(

@@ -1,13 +1,15 @@
-"""`scripts/bench --streams`: GetTicker/GetDepth from websocket streams vs REST (issue 9's proof).
+"""`scripts/bench --streams`: GetTicker/GetDepth (and GetTrades/GetRecords) from websocket streams
+vs REST (issue 9's proof).
 
 Three processes, as the other benches: the fake Binance (bench/fake.py: 50 ms added REST latency,
 its websocket streams at a 100 ms cadence, BTC/USDT's price one tick up every `--move-ms`), the
 gateway (`python -m gateway serve`), and this load generator. The machine's cores are shared by
 all three: compare figures of one run.
 
-1. c=1 p50 of a hot `ticker` / `depth` (route `ws`, streams on) minus p50 of a local call
-   (GetMarkets of one symbol: no exchange round trip) on the same gateway;
-2. REST requests the fake saw for the hot symbol (BTCUSDT: /api/v3/ticker/24hr, /api/v3/depth)
+1. c=1 p50 of a hot `ticker` / `depth` / `trades` / `records` (route `ws`, streams on) minus p50
+   of a local call (GetMarkets of one symbol: no exchange round trip) on the same gateway; trades
+   and records without a limit, as FMZ asks (500 items), also against the REST route's p50;
+2. REST requests the fake saw for the hot symbol (BTCUSDT: ticker, depth, aggTrades, klines)
    after warm-up, over every later phase (the REST route asks for ETH/USDT, so it cannot count);
 3. c=100 answers/s: streamed `ticker` vs the REST-only route's `ticker` (streams off);
 4. data age, the gateway's share: every BTC/USDT price the fake sends is new, and the fake notes
@@ -39,7 +41,13 @@ from bench import procs
 from bench.fake import BENCH_SECRET, BY_SYMBOL_PATH, WS_LOG_PATH, key_name
 
 HOT = "BTC/USDT"
-HOT_PATHS = ("/api/v3/ticker/24hr?BTCUSDT", "/api/v3/depth?BTCUSDT", "/api/v3/ticker/bookTicker?BTCUSDT")
+HOT_PATHS = (
+    "/api/v3/ticker/24hr?BTCUSDT",
+    "/api/v3/depth?BTCUSDT",
+    "/api/v3/ticker/bookTicker?BTCUSDT",
+    "/api/v3/aggTrades?BTCUSDT",
+    "/api/v3/klines?BTCUSDT",
+)
 TARGETS = {
     "ticker_added_p50_ms": 1.0,
     "depth_added_p50_ms": 1.0,
@@ -250,7 +258,7 @@ def route(fake_url: str, streams: dict) -> dict:
 
 
 async def main_phase(args: argparse.Namespace, workdir: Path, fake: procs.Child, results: dict) -> None:
-    on = {"ticker": "on", "depth": "on", "max_age_ms": 2000}
+    on = {"ticker": "on", "depth": "on", "trades": "on", "records": "on", "max_age_ms": 2000}
     off = {"ticker": "off", "depth": "off", "trades": "off", "records": "off"}
     gateway = procs.start_gateway(
         workdir, fake.url, "gateway-streams", {"ws": route(fake.url, on), "rest": route(fake.url, off)}
@@ -262,9 +270,18 @@ async def main_phase(args: argparse.Namespace, workdir: Path, fake: procs.Child,
             ticker = body("ticker", {"symbol": "BTC_USDT"})
             depth = body("depth", {"symbol": "BTC_USDT", "limit": 20})
             rest_ticker = body("ticker", {"symbol": "ETH_USDT"})
+            # as FMZ asks: no limit (the exchange's default count, 500 on Binance)
+            trades, records = (
+                body("trades", {"symbol": "BTC_USDT"}),
+                body("records", {"symbol": "BTC_USDT", "period": 1}),
+            )
+            rest_trades, rest_records = (
+                body("trades", {"symbol": "ETH_USDT"}),
+                body("records", {"symbol": "ETH_USDT", "period": 1}),
+            )
             local = body("markets", {"symbol": "BTC_USDT"})
             await gw.call("rest", body("markets", {"symbol": "ETH_USDT"}))
-            if not await warm(gw, "ws", [ticker, depth], 30):
+            if not await warm(gw, "ws", [ticker, depth, trades, records], 30):
                 raise RuntimeError("the ws route never answered from its streams")
             await asyncio.sleep(1.0)
             before = hot_rest(await get_json(session, fake.url + BY_SYMBOL_PATH))
@@ -278,13 +295,24 @@ async def main_phase(args: argparse.Namespace, workdir: Path, fake: procs.Child,
                 "stream_ticker": await p50(gw, "ws", ticker, args.n, True),
                 "stream_depth": await p50(gw, "ws", depth, args.n, True),
                 "rest_ticker": await p50(gw, "rest", rest_ticker, max(20, args.n // 10)),
+                "stream_trades": await p50(gw, "ws", trades, args.n // 2, True),
+                "rest_trades": await p50(gw, "rest", rest_trades, max(20, args.n // 10)),
+                "stream_records": await p50(gw, "ws", records, args.n // 2, True),
+                "rest_records": await p50(gw, "rest", rest_records, max(20, args.n // 10)),
             }
-            c1["ticker_added_p50_ms"] = round(c1["stream_ticker"]["p50_ms"] - c1["local_markets"]["p50_ms"], 3)
-            c1["depth_added_p50_ms"] = round(c1["stream_depth"]["p50_ms"] - c1["local_markets"]["p50_ms"], 3)
+            for kind in ("ticker", "depth", "trades", "records"):
+                added = c1[f"stream_{kind}"]["p50_ms"] - c1["local_markets"]["p50_ms"]
+                c1[f"{kind}_added_p50_ms"] = round(added, 3)
+            for kind in ("trades", "records"):  # 500 items each: converting them is most of the answer
+                c1[f"{kind}_rest_over_stream_p50"] = round(
+                    c1[f"rest_{kind}"]["p50_ms"] / c1[f"stream_{kind}"]["p50_ms"], 1
+                )
             results["c1"] = c1
             log(
                 f"  local {c1['local_markets']['p50_ms']} ms, ticker {c1['stream_ticker']['p50_ms']} ms, "
-                f"depth {c1['stream_depth']['p50_ms']} ms, REST ticker {c1['rest_ticker']['p50_ms']} ms"
+                f"depth {c1['stream_depth']['p50_ms']} ms, REST ticker {c1['rest_ticker']['p50_ms']} ms, "
+                f"trades {c1['stream_trades']['p50_ms']} ms (REST {c1['rest_trades']['p50_ms']} ms), "
+                f"records {c1['stream_records']['p50_ms']} ms (REST {c1['rest_records']['p50_ms']} ms)"
             )
             log("phase: c=100 answers/s")
             stream = await throughput(gw, "ws", ticker, 100, args.seconds, gateway, fake)
