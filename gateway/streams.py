@@ -56,7 +56,7 @@ import ccxt.pro as ccxtpro
 
 from gateway import metrics
 from gateway.tapes import CandleTape, TradeTape, trade_key
-from gateway.venues import Venue, enable_sandbox, rewrite_api_urls, rewrite_ws_urls
+from gateway.venues import Venue, build_exchange
 
 log = logging.getLogger("gateway.streams")
 
@@ -382,7 +382,12 @@ class StreamHub:
         from gateway.upstream import instrument
 
         pool = self.pool
-        client = build_stream_client(venue, pool.settings.timeout_ms)
+        timeout = (
+            {}
+            if "timeout" in venue.ccxt_config or not pool.settings.timeout_ms
+            else {"timeout": pool.settings.timeout_ms}
+        )
+        client = build_exchange(venue, {}, timeout, family=ccxtpro)  # public: no credentials
         client.timeout_on_exit = 0
         instrument(client, venue.route)
         pool._limit(client, venue)
@@ -574,30 +579,6 @@ async def _close_quietly(client: Any) -> None:
         await client.close()
     except Exception as exc:
         log.debug("closing the %s stream client failed: %s", getattr(client, "id", "?"), type(exc).__name__)
-
-
-def build_stream_client(venue: Venue, timeout_ms: int | None = None) -> Any:
-    """The venue's public ccxt.pro client: options, ccxt_config, sandbox, and api_base applied to
-    REST (`rewrite_api_urls`) and websocket URLs (`rewrite_ws_urls`) alike."""
-    cls = getattr(ccxtpro, venue.ccxt_id)
-    config: dict[str, Any] = {"enableRateLimit": True}
-    if timeout_ms:
-        config["timeout"] = timeout_ms
-    config.update(venue.ccxt_config)
-    if venue.options:
-        config["options"] = {**config.get("options", {}), **venue.options}
-    client = cls(config)
-    client._gateway_venue = venue
-    if venue.sandbox:
-        enable_sandbox(client, venue)
-    if venue.api_base:
-        api = client.urls["api"]
-        ws = api.get("ws") if isinstance(api, dict) else None
-        rest = {k: v for k, v in api.items() if k != "ws"} if isinstance(api, dict) else api
-        client.urls["api"] = rewrite_api_urls(rest, venue.api_base)
-        if ws is not None:
-            client.urls["api"]["ws"] = rewrite_ws_urls(ws, venue.api_base)
-    return client
 
 
 def _check_okx_checksums(client: Any) -> None:

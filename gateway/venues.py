@@ -163,9 +163,12 @@ def _close_ids(name: str, candidates: Any = None) -> str:
     return " or ".join(repr(m) for m in matches)
 
 
-def build_exchange(venue: Venue, credentials: dict[str, str], extra_config: dict[str, Any] | None = None) -> Any:
-    """A ccxt async client for the venue. `extra_config` carries shared session/ssl objects."""
-    exchange_class = getattr(ccxt_async, venue.ccxt_id, None)
+def build_exchange(
+    venue: Venue, credentials: dict[str, str], extra_config: dict[str, Any] | None = None, family: Any = ccxt_async
+) -> Any:
+    """A ccxt async client for the venue (`family=ccxt.pro` for its websocket client). `extra_config`
+    carries shared session/ssl objects."""
+    exchange_class = getattr(family, venue.ccxt_id, None)
     if exchange_class is None:
         raise UnknownRoute(f"unknown exchange {venue.ccxt_id!r}")
     config: dict[str, Any] = {"enableRateLimit": True}
@@ -180,8 +183,17 @@ def build_exchange(venue: Venue, credentials: dict[str, str], extra_config: dict
     if venue.sandbox:
         enable_sandbox(exchange, venue)
     if venue.api_base:
-        exchange.urls["api"] = rewrite_api_urls(exchange.urls["api"], venue.api_base)
+        exchange.urls["api"] = _rewrite_urls(exchange.urls["api"], venue.api_base)
     return exchange
+
+
+def _rewrite_urls(api: Any, api_base: str) -> Any:
+    """REST URLs keep their path (`rewrite_api_urls`); ccxt.pro's `ws` tree keeps the host in it too
+    (`rewrite_ws_urls`)."""
+    if not isinstance(api, dict) or "ws" not in api:
+        return rewrite_api_urls(api, api_base)
+    rest = rewrite_api_urls({key: value for key, value in api.items() if key != "ws"}, api_base)
+    return {**rest, "ws": rewrite_ws_urls(api["ws"], api_base)}
 
 
 def _apply_gateway_defaults(exchange: Any, venue: Venue) -> None:
