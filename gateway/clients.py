@@ -46,7 +46,7 @@ from gateway.errors import MarketsUnavailable, error_message
 from gateway.settings import ClientSettings
 from gateway.symbols import MarketIndex
 from gateway.upstream import instrument
-from gateway.venues import Venue, build_exchange
+from gateway.venues import SNAPSHOT_FORMAT, MarketsFileError, Venue, build_exchange, read_markets_file
 
 log = logging.getLogger("gateway.clients")
 # Describe-time tables ccxt never changes after construction. Every client of a venue builds an
@@ -89,7 +89,6 @@ TRANSPORT_ATTRIBUTES = frozenset(
         "aiohttp_socks_connector",
     }
 )
-SNAPSHOT_FORMAT = "fmz-ccxt-gateway markets snapshot"
 RELOAD_RETRY_AFTER = 60.0  # seconds before a failed markets reload is tried again
 FIRST_LOAD_RETRY_AFTER = 5.0  # seconds during which a failed first load answers without retrying
 
@@ -241,17 +240,12 @@ async def _load_markets_file(master: Any, path: str) -> None:
     rebuilds everything it derives from markets and currencies (`set_markets`, a class's own
     indexes). A snapshot then restores the options no rebuild can make (what `fetch_markets`
     kept from the raw answers)."""
-    with open(path, encoding="utf-8") as handle:
-        document = json.load(handle)
-    snapshot = isinstance(document, dict) and document.get("format") == SNAPSHOT_FORMAT
-    markets = document.get("markets") if snapshot else document
-    if isinstance(markets, dict):
-        markets = list(markets.values())
-    if not isinstance(markets, list) or not markets:
-        raise ValueError(f"markets_file {path}: expected a non-empty ccxt markets dict")
-    if snapshot and document.get("exchange") != master.id:
-        raise ValueError(f"markets_file {path}: a snapshot of {document.get('exchange')!r}, not of {master.id!r}")
-    currencies = (document.get("currencies") or None) if snapshot else None
+    try:
+        parsed = read_markets_file(path, master.id)
+    except MarketsFileError as exc:
+        raise ValueError(f"markets_file {path}: {exc}") from None
+    markets, snapshot = parsed.markets, parsed.snapshot
+    currencies = (snapshot.get("currencies") or None) if snapshot else None
 
     async def file_markets(params: dict | None = None) -> list:
         return markets
@@ -267,10 +261,10 @@ async def _load_markets_file(master: Any, path: str) -> None:
         del master.fetch_markets, master.fetch_currencies
     rebuilt = watch.changes()
     if snapshot:
-        for key, value in document.get("options", {}).items():
+        for key, value in snapshot.get("options", {}).items():
             if key not in rebuilt.option_keys:
                 master.options[key] = value
-        for name, value in document.get("attributes", {}).items():
+        for name, value in snapshot.get("attributes", {}).items():
             if name not in rebuilt.attributes:
                 setattr(master, name, value)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import ccxt.async_support as ccxt_async
@@ -106,37 +107,54 @@ def check_venue(venue: Venue) -> None:
         check_markets_file(venue, exchange.id)
 
 
-def check_markets_file(venue: Venue, exchange_id: str) -> int:
-    """The number of markets in the route's markets_file; RouteRefused when it is missing, not JSON,
-    or not a ccxt markets dict/list (or a gateway snapshot) for this exchange. The file is read
-    again, through ccxt, when the route's markets are first needed (gateway/clients.py)."""
-    path = venue.markets_file or ""
+SNAPSHOT_FORMAT = "fmz-ccxt-gateway markets snapshot"
 
-    def refuse(reason: str) -> RouteRefused:
-        return RouteRefused(f"route {venue.route!r}: markets_file {path}: {reason}", kind="BadRequest")
 
+class MarketsFileError(ValueError):
+    """A markets_file that holds no ccxt markets for the exchange (the reason, without the path)."""
+
+
+@dataclass
+class MarketsFile:
+    markets: list[dict]
+    snapshot: dict | None  # a gateway snapshot's whole document (currencies, options, attributes)
+
+
+def read_markets_file(path: str, exchange_id: str) -> MarketsFile:
+    """The markets of a markets_file: a ccxt markets dict (symbol -> market), a list of markets, or
+    a gateway snapshot (`{"format": ..., "exchange": ..., "markets": {...}}`) of this exchange."""
     if not os.path.isfile(path):
-        raise refuse("no such file" if not os.path.exists(path) else "not a file")
+        raise MarketsFileError("no such file" if not os.path.exists(path) else "not a file")
     try:
         with open(path, encoding="utf-8") as handle:
             document = json.load(handle)
     except (OSError, UnicodeDecodeError) as exc:
-        raise refuse(f"cannot be read: {type(exc).__name__}: {exc}") from None
+        raise MarketsFileError(f"cannot be read: {type(exc).__name__}: {exc}") from None
     except ValueError as exc:
-        raise refuse(f"not valid JSON: {exc}") from None
+        raise MarketsFileError(f"not valid JSON: {exc}") from None
     snapshot = isinstance(document, dict) and "format" in document and isinstance(document.get("markets"), dict)
     if snapshot and document.get("exchange") not in (None, exchange_id):
-        raise refuse(f"a snapshot of {document.get('exchange')!r}, not of {exchange_id!r}")
+        raise MarketsFileError(f"a snapshot of {document.get('exchange')!r}, not of {exchange_id!r}")
     markets = document["markets"] if snapshot else document
     if isinstance(markets, dict):
         markets = list(markets.values())
     if not isinstance(markets, list) or not markets:
-        raise refuse("expected a non-empty ccxt markets dict (symbol -> market) or list of markets")
+        raise MarketsFileError("expected a non-empty ccxt markets dict (symbol -> market) or list of markets")
     for market in markets:
         if not isinstance(market, dict) or not all(isinstance(market.get(k), str) for k in ("id", "symbol")):
             shown = json.dumps(market, default=str)[:80]
-            raise refuse(f"not a ccxt market (a ccxt market has at least an id and a symbol): {shown}")
-    return len(markets)
+            raise MarketsFileError(f"not a ccxt market (a ccxt market has at least an id and a symbol): {shown}")
+    return MarketsFile(markets, document if snapshot else None)
+
+
+def check_markets_file(venue: Venue, exchange_id: str) -> int:
+    """The number of markets in the route's markets_file; RouteRefused when `read_markets_file`
+    refuses it. The file is read again when the route's markets are first needed (gateway/clients.py)."""
+    path = venue.markets_file or ""
+    try:
+        return len(read_markets_file(path, exchange_id).markets)
+    except MarketsFileError as exc:
+        raise RouteRefused(f"route {venue.route!r}: markets_file {path}: {exc}", kind="BadRequest") from None
 
 
 def alias_problems(settings: Settings) -> list[str]:

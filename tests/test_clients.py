@@ -8,7 +8,7 @@ import json
 from gateway.clients import ClientPool
 from gateway.credentials import make_credentials
 from gateway.settings import ClientSettings
-from gateway.venues import Venue
+from gateway.venues import Venue, check_markets_file
 from tests.conftest import API_KEY, CANARY_SECRET, OTHER_KEY, Fake
 
 
@@ -96,6 +96,25 @@ async def test_markets_file_needs_no_exchange_call(fake_binance: Fake, tmp_path)
     assert exchange_info_requests(fake_binance) == before
     assert index.markets["BTC/USDT"]["id"] == "BTCUSDT"
     await pool.close()
+
+
+async def test_every_markets_file_form_the_config_check_accepts_loads(fake_binance: Fake, tmp_path):
+    """`check` and the loader read a markets_file with one parser (venues.read_markets_file): a
+    form that passes the check at startup also loads (a foreign snapshot `format` included)."""
+    loader = ClientPool(ClientSettings())
+    exchange, _ = await loader.public(venue_for(fake_binance))
+    markets = exchange.markets
+    await loader.close()
+    forms = (markets, list(markets.values()), {"format": 1, "exchange": "binance", "markets": markets})
+    for n, form in enumerate(forms):
+        path = tmp_path / f"m{n}.json"
+        path.write_text(json.dumps(form))
+        venue = venue_for(fake_binance, markets_file=str(path))
+        assert check_markets_file(venue, "binance") == len(markets)
+        pool = ClientPool(ClientSettings())
+        _, index = await pool.public(venue)
+        assert index.markets["BTC/USDT"]["id"] == "BTCUSDT", n
+        await pool.close()
 
 
 async def test_expired_markets_reload_in_the_background_and_reach_cached_clients(fake_binance: Fake):
