@@ -347,7 +347,7 @@ def streams_status(gateway: Gateway) -> list[dict[str, Any]]:
                     "kind": kind,
                     "mode": mode,
                     "max_age_ms": route_data["max_age_ms"],
-                    "unsupported": route_data["unsupported"],
+                    "unsupported": route_data["unsupported"] or route_data.get("refused", {}).get(kind),
                     "subscriptions": len(mine),
                     **states,
                     "age_ms_p50": percentile(ages, 0.50),

@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
 import time
 import zlib
@@ -55,7 +56,7 @@ from typing import Any
 import ccxt.pro as ccxtpro
 
 from gateway import metrics
-from gateway.tapes import CandleTape, TradeTape, trade_key
+from gateway.tapes import JOINED, MISMATCH, CandleTape, TradeTape, trade_key
 from gateway.venues import Venue, build_exchange
 
 log = logging.getLogger("gateway.streams")
@@ -85,6 +86,7 @@ SILENT_RECONNECT_S = 10.0  # a subscription silent this long gets a new connecti
 SWEEP_S = 5.0
 SEED_RETRY_S = 2.0  # a tape whose REST answer did not join the stream asks again this much later
 SEED_TIMEOUT_S = 10.0
+MISMATCHES_TO_REFUSE = 3  # REST answers in a row that disagree with a kind's stream: REST only for the route
 # ccxt.pro options per exchange family: the ticker stream that carries bid/ask where there is a choice.
 TICKER_PARAMS = {"binance": {"name": "ticker"}}
 # ... and the trade stream whose ids are those of REST's fetchTrades (Binance's aggTrades), so that both join.
@@ -121,8 +123,13 @@ class Stream:
     resyncs: int = 0  # books dropped for a sequence or checksum failure, or crossed
     task: asyncio.Task | None = None
     tape: TradeTape | CandleTape | None = None  # trades and records
-    rest_count: int | None = None  # items REST answered without a limit: what a tape answers without one
+    # REST's page without a limit, once proven to be a page (a larger limit gave more): what a tape
+    # answers without a limit; None while REST may be answering everything there is (a young market)
+    rest_count: int | None = None
+    rest_max: int = 0  # the most items one REST answer held: a larger limit is left to REST
     next_seed: float = 0.0
+    mismatches: int = 0  # REST answers in a row that disagreed with the tape
+    links: frozenset = frozenset()  # generations of the connections carrying the symbol, at the last result
 
     def __post_init__(self) -> None:
         if self.kind == "trades":
@@ -150,6 +157,8 @@ class RouteStreams:
         self.unsupported: str | None = None
         self.answers = {"stream": 0, "rest": 0}
         self.ws_has: dict[str, bool] = {}
+        self.refused: dict[str, str] = {}  # kinds whose stream disagreed with REST: REST only
+        self.closing: set[asyncio.Task] = set()
         if getattr(ccxtpro, venue.ccxt_id, None) is None:
             self.unsupported = f"ccxt.pro has no {venue.ccxt_id} client"
         elif any(self.modes[kind] != "off" for kind in KINDS):
@@ -184,19 +193,48 @@ class RouteStreams:
             return False
         return (now - stream.received) * 1000 <= self.max_age_ms
 
-    def offer(self, kind: str, market: dict, items: list, limit: int | None, timeframe: str = "") -> None:
+    def offer(self, kind: str, market: dict, items: list, timeframe: str = "") -> None:
         """A REST answer for a streamed history: it may join the stream's tape (gateway/tapes.py)."""
         stream = self.streams.get((kind, market["symbol"], timeframe))
-        if stream is None or stream.tape is None:
+        if stream is not None and stream.tape is not None:
+            self.offered(stream, items)
+
+    def offered(self, stream: Stream, items: list) -> str:
+        """Offer REST's items to the tape. A disagreement empties it (a hole, or a stream that is not
+        REST's: `MISMATCHES_TO_REFUSE` in a row and the route answers the kind over REST only)."""
+        stream.rest_max = max(stream.rest_max, len(items))
+        verdict = stream.tape.offer(items)
+        if verdict == JOINED:
+            stream.mismatches = 0
+            if (stream.error or "").startswith(("REST seed", "disagrees")):
+                stream.error = None
+        elif verdict == MISMATCH:
+            stream.mismatches += 1
+            stream.tape.reset()
+            stream.error = f"disagrees with REST's {stream.kind} ({stream.mismatches} in a row)"
+            metrics.stream_event(self.venue.route, stream.kind, "mismatch")
+            if stream.mismatches >= MISMATCHES_TO_REFUSE:
+                self.refuse(stream.kind, f"the {stream.kind} stream disagrees with REST's {stream.kind}")
+        return verdict
+
+    def refuse(self, kind: str, reason: str) -> None:
+        """Answer `kind` over REST only on this route (its streams are closed)."""
+        if kind in self.refused:
             return
-        if limit is None:
-            stream.rest_count = len(items) or stream.rest_count
-        stream.tape.offer(items)
+        log.warning("route %s: %s over REST only: %s", self.venue.route, kind, reason)
+        self.refused[kind] = reason
+        self.ws_has[kind] = False
+        for key in [k for k in self.streams if k[0] == kind]:
+            closing = asyncio.get_running_loop().create_task(self.hub.stop(self, key))
+            self.closing.add(closing)
+            closing.add_done_callback(self.closing.discard)
 
     def _from_memory(self, stream: Stream, market: dict, limit: int | None, now: float) -> tuple[Any, dict] | None:
         if not self._usable(stream, now):
             return None
         if stream.tape is not None:
+            if limit is not None and limit > stream.rest_max:  # more than REST was seen to answer: REST
+                return None
             self._catch_up(stream)
             count = limit or stream.rest_count
             items = stream.tape.newest(count) if count else None
@@ -389,6 +427,7 @@ class StreamHub:
         )
         client = build_exchange(venue, {}, timeout, family=ccxtpro)  # public: no credentials
         client.timeout_on_exit = 0
+        _count_connections(client)
         instrument(client, venue.route)
         pool._limit(client, venue)
         handle = ClientHandle(client, pool.scope_for(venue))
@@ -408,6 +447,11 @@ class StreamHub:
                     pending = asyncio.ensure_future(_watch(client, stream))
                 result = await asyncio.wait_for(asyncio.shield(pending), SILENT_RECONNECT_S)
                 pending = None
+                if stream.tape is not None and _reconnected(client, stream):
+                    # messages may have been lost, and ccxt counts items from before the new connection
+                    # into its first result: start the tape again from the next one
+                    stream.tape.reset()
+                    continue
                 stream.latest, stream.received = result, _now()
                 stream.updates += 1
                 if not stream.healthy:
@@ -418,11 +462,16 @@ class StreamHub:
                     if not stream.tape.seeded and stream.received >= stream.next_seed:
                         await self._seed(streams, stream)
             except asyncio.CancelledError:
-                _abandon(pending)
-                raise
+                task = asyncio.current_task()
+                if task is None or task.cancelling():  # stopped
+                    _abandon(pending)
+                    raise
+                # ccxt cancelled the watch itself (it closed the connection under it): a lost connection
+                pending = None
+                backoff = await self._lost(streams, stream, ccxtpro.NetworkError("the connection was closed"), backoff)
             except TimeoutError:
-                if stream.tape is not None:  # a quiet market: trades and candles come when they happen
-                    continue
+                if stream.tape is not None and not (pending is not None and pending.done()):
+                    continue  # a quiet market: trades and candles come when they happen
                 pending = _abandon(pending)  # nothing for a long while: a new connection
                 stream.healthy, stream.error = False, "silent"
                 stream.reconnects += 1
@@ -434,36 +483,42 @@ class StreamHub:
                 await asyncio.sleep(RECONNECT_MIN_S)
             except Exception as exc:  # connection lost, refused, exchange error: retry with backoff
                 pending = _abandon(pending)
-                stream.healthy, stream.error = False, f"{type(exc).__name__}: {str(exc)[:120]}"
-                stream.reconnects += 1
-                metrics.stream_event(route, stream.kind, "reconnect")
-                if stream.kind == "depth":
-                    streams.forget_book(stream.symbol)
-                if stream.tape is not None:  # messages may have been lost: join REST again
-                    stream.tape.reset()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, RECONNECT_MAX_S)
+                backoff = await self._lost(streams, stream, exc, backoff)
+
+    async def _lost(self, streams: RouteStreams, stream: Stream, exc: BaseException, backoff: float) -> float:
+        """A watch failed: stale until a new state arrives, after `backoff` (returned doubled)."""
+        stream.healthy, stream.error = False, f"{type(exc).__name__}: {str(exc)[:120]}"
+        stream.reconnects += 1
+        metrics.stream_event(streams.venue.route, stream.kind, "reconnect")
+        if stream.kind == "depth":
+            streams.forget_book(stream.symbol)
+        if stream.tape is not None:  # messages may have been lost: join REST again
+            stream.tape.reset()
+        await asyncio.sleep(backoff)
+        return min(backoff * 2, RECONNECT_MAX_S)
 
     async def _seed(self, streams: RouteStreams, stream: Stream) -> None:
-        """Ask REST for the symbol's newest trades or candles (the exchange's default count) and
-        join them to the tape; when they do not reach the stream yet, again `SEED_RETRY_S` later."""
+        """Ask REST for the symbol's newest trades or candles without a limit (the exchange's page)
+        and offer them to the tape; when they do not join it yet, again `SEED_RETRY_S` later. The
+        first time, REST is also asked for one item more: only if it gives more is the page size
+        what a tape may answer without a limit (else REST answered everything there is)."""
         stream.next_seed = _now() + SEED_RETRY_S
-        client = streams.client
         try:
-            if stream.kind == "trades":
-                fetch = client.fetch_trades(stream.symbol)
-            else:
-                fetch = client.fetch_ohlcv(stream.symbol, stream.timeframe)
-            rows = await asyncio.wait_for(fetch, SEED_TIMEOUT_S)
+            rows = await asyncio.wait_for(_fetch(streams.client, stream, None), SEED_TIMEOUT_S)
+            verdict = streams.offered(stream, rows)
+            if stream.rest_count is None and rows and verdict != MISMATCH:
+                more = await asyncio.wait_for(_fetch(streams.client, stream, len(rows) + 1), SEED_TIMEOUT_S)
+                if len(more) > len(rows):
+                    stream.rest_count = len(rows)
+                if stream.tape.seeded or verdict == JOINED:
+                    verdict = streams.offered(stream, more)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             stream.error = f"REST seed: {type(exc).__name__}: {str(exc)[:120]}"
             metrics.stream_event(streams.venue.route, stream.kind, "seed_failed")
             return
-        stream.rest_count = len(rows) or stream.rest_count
-        joined = stream.tape.offer(rows)
-        metrics.stream_event(streams.venue.route, stream.kind, "seeded" if joined else "seed_missed")
+        metrics.stream_event(streams.venue.route, stream.kind, "seeded" if stream.tape.seeded else "seed_missed")
 
     async def _sweep(self) -> None:
         while not self.closed:
@@ -484,7 +539,11 @@ class StreamHub:
         client = streams.client
         has, method = UNWATCH[key[0]]
         if client is not None and client.has.get(has):
-            args = (key[1], key[2]) if key[0] == "records" else (key[1],)
+            args: tuple = (key[1],)
+            if key[0] == "records":
+                args = (key[1], key[2])
+            elif key[0] == "trades":  # the stream it subscribed (Binance: aggTrade, not ccxt's default)
+                args = (key[1], _family_params(TRADES_PARAMS, client))
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(getattr(client, method)(*args), 2)
         if key[0] == "depth":
@@ -517,6 +576,7 @@ class StreamHub:
                 "modes": dict(streams.modes),
                 "max_age_ms": streams.max_age_ms,
                 "unsupported": streams.unsupported,
+                "refused": dict(streams.refused),  # kinds answered over REST only: why
                 "answers_from_memory": streams.answers["stream"],
                 "answers_over_rest": streams.answers["rest"],
                 "memory_share": round(streams.answers["stream"] / answered, 4) if answered else None,
@@ -561,6 +621,37 @@ async def _watch(client: Any, stream: Stream) -> Any:
     if stream.kind == "trades":
         return await client.watch_trades(stream.symbol, None, None, _family_params(TRADES_PARAMS, client))
     return await client.watch_ohlcv(stream.symbol, stream.timeframe)
+
+
+async def _fetch(client: Any, stream: Stream, limit: int | None) -> list:
+    """REST's newest trades or candles of the stream's symbol (and timeframe)."""
+    if stream.kind == "trades":
+        return await client.fetch_trades(stream.symbol, None, limit)
+    return await client.fetch_ohlcv(stream.symbol, stream.timeframe, None, limit)
+
+
+def _count_connections(client: Any) -> None:
+    """Number every websocket connection the client opens (`_gateway_generation` on ccxt.pro's
+    Client), so that a stream can tell that the connection carrying it was replaced."""
+    opened = client.on_connected
+    generations = itertools.count(1)
+
+    def on_connected(ws: Any, message: Any = None) -> Any:
+        ws._gateway_generation = next(generations)
+        return opened(ws, message)
+
+    client.on_connected = on_connected
+
+
+def _reconnected(client: Any, stream: Stream) -> bool:
+    """True when a connection that carried the stream's symbol at its last result is gone or was
+    opened again (every connection counts where none names the symbol)."""
+    connections = [ws for ws in list(getattr(client, "clients", {}).values()) if getattr(ws, "_gateway_generation", 0)]
+    named = [ws for ws in connections if any(stream.symbol in str(h) for h in list(ws.subscriptions))]
+    links = frozenset(ws._gateway_generation for ws in (named or connections))
+    lost = not stream.links <= links
+    stream.links = links
+    return lost
 
 
 def _abandon(pending: asyncio.Future | None) -> None:
@@ -632,12 +723,12 @@ async def fresh(
     return None if streams is None else streams.answer(kind, market, limit, timeframe)
 
 
-def offer(call: Any, kind: str, market: dict, items: list, limit: int | None, timeframe: str = "") -> None:
+def offer(call: Any, kind: str, market: dict, items: list, timeframe: str = "") -> None:
     """Hand a REST answer of trades or candles (oldest first) to the symbol's stream, if any: it
-    may complete the stream's tape, and without a `limit` it tells how many items REST answers."""
+    may complete the stream's tape, or show that the stream disagrees with REST."""
     streams = _route_streams(call, kind, market)
     if streams is not None:
-        streams.offer(kind, market, items, limit, timeframe)
+        streams.offer(kind, market, items, timeframe)
 
 
 def _route_streams(call: Any, kind: str, market: dict) -> RouteStreams | None:

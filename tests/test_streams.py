@@ -7,6 +7,7 @@ once it has been rebuilt.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
@@ -69,6 +70,8 @@ def gw(fakes: dict) -> Iterator[GatewayClient]:
             "ox-off": _route(ox, "okx", {"ticker": "off", "depth": "off", "trades": "off", "records": "off"}),
             "bn-hist": _route(bn, "binance", HISTORIES),
             "ox-hist": _route(ox, "okx", HISTORIES),
+            "bn-seed": _route(bn, "binance", HISTORIES),
+            "ox-mix": _route(ox, "okx", {**HISTORIES, "ticker": "on"}),
         },
     }
     app = create_app(parse_settings(config))
@@ -363,17 +366,38 @@ def test_trades_from_memory_are_rests_trades(gw, fakes, route, off, venue):
     assert memory["raw"]["source"]["kind"] == "trades" and len(memory["raw"]["info"]) == 25
 
 
+PAGE = {"binance": 500, "okx": 100}  # the fakes' trades without a limit, as the exchanges'
+
+
 @pytest.mark.parametrize(("route", "off", "venue"), HIST)
-def test_trades_without_a_limit_answer_as_many_as_rest_gave(gw, fakes, route, off, venue):
+def test_trades_without_a_limit_answer_rests_page(gw, fakes, route, off, venue):
+    """Without a limit REST answers its page of newest trades; memory answers as many, once a larger
+    limit proved that REST's answer was a page and not everything there is."""
     engine = fakes[venue][0].engine
+    for n in range(PAGE[venue] + 20 - len(engine.public_trades["ETH/USDT"])):  # more than one page
+        engine.public_trade("ETH/USDT", "99.5", "0.1", "buy" if n % 2 else "sell")
     with trading(engine, "ETH/USDT"):
-        streamed(gw, route, "trades", {"symbol": "ETH_USDT", "limit": 5})
         streamed(gw, route, "trades", {"symbol": "ETH_USDT"})
     memory, rest = quiet_then_both(gw, route, off, "trades", {"symbol": "ETH_USDT"})
     stream = hub(gw).routes[route].streams[("trades", "ETH/USDT", "")]
-    assert from_stream(memory) and len(memory["data"]) == stream.rest_count > 5
-    # the fake holds fewer trades than the exchange's default count: REST answers all, memory as many as it learnt
-    assert memory["data"] == rest["data"][-len(memory["data"]) :]
+    assert from_stream(memory) and stream.rest_count == PAGE[venue]
+    assert memory["data"] == rest["data"] and len(rest["data"]) == PAGE[venue]
+
+
+@pytest.mark.parametrize(
+    ("route", "venue", "symbol", "unified"),
+    [("bn-hist", "binance", "ETH_BTC", "ETH/BTC"), ("ox-hist", "okx", "ETH_USDT.swap", "ETH/USDT:USDT")],
+)
+def test_a_young_market_answers_trades_without_a_limit_over_rest(gw, fakes, route, venue, symbol, unified):
+    """Fewer trades than REST's page: REST answers all of them, a number that grows with every
+    trade; memory cannot know it, so only asks with a limit come from memory."""
+    engine = fakes[venue][0].engine
+    assert len(engine.public_trades[unified]) < PAGE[venue]
+    with trading(engine, unified):
+        streamed(gw, route, "trades", {"symbol": symbol, "limit": 5})
+        for _ in range(5):
+            assert not from_stream(_reply(gw, route, "trades", {"symbol": symbol}))
+    assert hub(gw).routes[route].streams[("trades", unified, "")].rest_count is None
 
 
 @pytest.mark.parametrize(("route", "off", "venue"), HIST)
@@ -457,3 +481,88 @@ def test_a_silent_trade_stream_goes_stale_and_rest_answers(gw, fakes, route, off
 
     with trading(engine, "LTC/USDT", every=0.1):  # the stream catches up: the trade sent late is in memory
         until(streamed_with_silent_trade, timeout=5)
+
+
+def test_a_connection_lost_while_the_stream_seeds_itself_leaves_no_hole(gw, fakes):
+    """The connection drops while the stream waits for its own REST seed (no watch pending, so no
+    error reaches it): the connection's new generation tells, and the tape starts again."""
+    fake, ws = fakes["binance"]
+    params = {"symbol": "LTC_USDT", "limit": 200}
+    fake.faults.latency_ms = 1500  # the seed's REST is slow; the websocket is not
+    try:
+        with trading(fake.engine, "LTC/USDT"):
+            threading.Thread(target=lambda: gw.call("bn-seed", "trades", params), daemon=True).start()
+            route = until(lambda: hub(gw) and hub(gw).routes.get("bn-seed"))
+            stream = until(lambda: route.streams.get(("trades", "LTC/USDT", "")))
+            until(lambda: stream.next_seed > 0)  # its REST seed is in flight
+            time.sleep(0.2)
+            ws.disconnect()
+            time.sleep(0.8)
+            fake.faults.latency_ms = 0
+            streamed(gw, "bn-seed", "trades", params)
+    finally:
+        fake.faults.latency_ms = 0
+    memory, rest = quiet_then_both(gw, "bn-seed", "bn-off", "trades", params)
+    assert from_stream(memory) and memory["data"] == rest["data"]
+
+
+def test_a_silent_stream_closing_a_shared_connection_does_not_end_the_others(gw, fakes, monkeypatch):
+    """OKX carries every public channel on one connection: a silent ticker closes it, which cancels
+    the trade stream's watch too; that is a lost connection for the trade stream, not its end."""
+    monkeypatch.setattr(streams, "SILENT_RECONNECT_S", 1.0)
+    fake, ws = fakes["okx"]
+    with trading(fake.engine, "ETH/USDT"):
+        streamed(gw, "ox-mix", "trades", {"symbol": "ETH_USDT", "limit": 5})
+    streamed(gw, "ox-mix", "ticker", {"symbol": "LTC_USDT"})
+    trades = hub(gw).routes["ox-mix"].streams[("trades", "ETH/USDT", "")]
+    ws.silence(None)
+    try:
+        time.sleep(1.6)  # the ticker's watch times out and its connection is closed
+    finally:
+        ws.speak()
+    with trading(fake.engine, "ETH/USDT"):
+        streamed(gw, "ox-mix", "trades", {"symbol": "ETH_USDT", "limit": 5})
+    assert not trades.task.done() and trades.reconnects >= 1
+
+
+def test_closing_a_trade_stream_unsubscribes_what_it_subscribed(gw, fakes):
+    """Binance's trades are subscribed as aggTrade (REST's ids): closing unsubscribes aggTrade."""
+    fake, ws = fakes["binance"]
+    with trading(fake.engine, "ETH/BTC"):
+        streamed(gw, "bn-hist", "trades", {"symbol": "ETH_BTC", "limit": 5})
+    route = hub(gw).routes["bn-hist"]
+    stream = route.streams[("trades", "ETH/BTC", "")]
+
+    def subscribed() -> list[str]:
+        return [s for c in list(ws.connections) if not c.closed for s in list(c.subscriptions)]
+
+    assert "ethbtc@aggTrade" in subscribed()
+    asyncio.run_coroutine_threadsafe(hub(gw).stop(route, ("trades", "ETH/BTC", "")), stream.task.get_loop()).result(10)
+    until(lambda: "ethbtc@aggTrade" not in subscribed(), timeout=3)
+
+
+def test_a_replaced_connection_of_the_symbol_is_noticed():
+    """Connections are numbered as ccxt.pro opens them; a stream notices when one that carried its
+    symbol is gone or opened again, not when another symbol's connection opens."""
+
+    class Ws:
+        def __init__(self, *hashes: str) -> None:
+            self.subscriptions = dict.fromkeys(hashes, True)
+
+    client = type("Client", (), {"clients": {}, "on_connected": lambda self, ws, message=None: None})()
+    streams._count_connections(client)
+    stream = streams.Stream("trades", "BTC/USDT")
+
+    def connect(url: str, ws: Ws) -> None:
+        client.on_connected(ws)
+        client.clients[url] = ws
+
+    connect("a", Ws("trade::BTC/USDT"))
+    assert not streams._reconnected(client, stream)  # first sight
+    connect("b", Ws("trade::ETH/USDT"))
+    assert not streams._reconnected(client, stream)
+    connect("a", Ws("trade::BTC/USDT"))  # the symbol's connection opened again
+    assert streams._reconnected(client, stream)
+    assert not streams._reconnected(client, stream)
+    del client.clients["a"]  # gone (and not yet back)
+    assert streams._reconnected(client, stream)
