@@ -26,13 +26,18 @@ opened again. An exchange that ccxt.pro lacks, or whose class does not have the 
 method, stays on REST.
 
 Trades and candles are a history, not a state: a stream brings only what happens after it
-subscribed, so each keeps a tape (gateway/tapes.py) that answers only once a REST answer is proven
-to join it without a hole. The stream asks REST once itself as soon as its first message arrived
-(and again every `SEED_RETRY_S` until it joins), and every REST answer the gateway gets for the
-symbol is offered to it too. A reconnect may lose messages: the tape is emptied and seeded again.
-Without a `limit`, a tape answers as many items as REST gave without one. A quiet market sends
-no trades: its trade stream is never "silent", but answers only within `max_age_ms` of the newest
-message, like every other kind.
+subscribed, so each keeps a tape (gateway/tapes.py) that answers only once a REST answer overlaps
+it and agrees with it (the same trades, with the same ids, amounts and times; no candle missing).
+The stream asks REST itself as soon as its first message arrived (and again every `SEED_RETRY_S`
+until it joins), asks once more with a larger limit to learn whether REST's answer without a limit
+is a page (then memory answers as many without a limit) or everything there is (then such asks go
+to REST), and checks the tape against REST again after `VERIFY_FIRST_S`, doubling to
+`VERIFY_MAX_S`. Every REST answer the gateway gets for the symbol is offered to the tape too. A
+disagreement empties the tape; `MISMATCHES_TO_REFUSE` in a row (a stream that aggregates fills,
+such as OKX's `trades` channel, or carries no trade ids) and the route answers that kind over REST
+only. A replaced connection (messages may be lost) empties the tape too. An explicit limit larger
+than any REST answer seen goes to REST. A quiet market sends no trades: its trade stream is never
+"silent", but answers only within `max_age_ms` of the newest message, like every other kind.
 
 Limits: a quiet market whose exchange sends nothing for longer than `max_age_ms` is answered over
 REST (age is that of the latest exchange message for the symbol); a depth `limit` deeper than the
@@ -86,6 +91,8 @@ SILENT_RECONNECT_S = 10.0  # a subscription silent this long gets a new connecti
 SWEEP_S = 5.0
 SEED_RETRY_S = 2.0  # a tape whose REST answer did not join the stream asks again this much later
 SEED_TIMEOUT_S = 10.0
+VERIFY_FIRST_S = 30.0  # a seeded tape is checked against REST again this much later ...
+VERIFY_MAX_S = 600.0  # ... then at twice the interval after every agreement, up to this
 MISMATCHES_TO_REFUSE = 3  # REST answers in a row that disagree with a kind's stream: REST only for the route
 # ccxt.pro options per exchange family: the ticker stream that carries bid/ask where there is a choice.
 TICKER_PARAMS = {"binance": {"name": "ticker"}}
@@ -129,6 +136,9 @@ class Stream:
     rest_max: int = 0  # the most items one REST answer held: a larger limit is left to REST
     next_seed: float = 0.0
     mismatches: int = 0  # REST answers in a row that disagreed with the tape
+    disagreements: int = 0  # ... and in all
+    next_verify: float = 0.0
+    verify_every: float = VERIFY_FIRST_S
     links: frozenset = frozenset()  # generations of the connections carrying the symbol, at the last result
 
     def __post_init__(self) -> None:
@@ -210,6 +220,7 @@ class RouteStreams:
                 stream.error = None
         elif verdict == MISMATCH:
             stream.mismatches += 1
+            stream.disagreements += 1
             stream.tape.reset()
             stream.error = f"disagrees with REST's {stream.kind} ({stream.mismatches} in a row)"
             metrics.stream_event(self.venue.route, stream.kind, "mismatch")
@@ -461,6 +472,8 @@ class StreamHub:
                     stream.tape.extend(result)
                     if not stream.tape.seeded and stream.received >= stream.next_seed:
                         await self._seed(streams, stream)
+                    elif stream.tape.seeded and stream.received >= stream.next_verify:
+                        await self._verify(streams, stream)
             except asyncio.CancelledError:
                 task = asyncio.current_task()
                 if task is None or task.cancelling():  # stopped
@@ -519,6 +532,25 @@ class StreamHub:
             metrics.stream_event(streams.venue.route, stream.kind, "seed_failed")
             return
         metrics.stream_event(streams.venue.route, stream.kind, "seeded" if stream.tape.seeded else "seed_missed")
+        if stream.tape.seeded:
+            stream.verify_every = VERIFY_FIRST_S
+            stream.next_verify = _now() + VERIFY_FIRST_S
+
+    async def _verify(self, streams: RouteStreams, stream: Stream) -> None:
+        """Check a seeded tape against REST again: what a stream sends can turn out different from
+        REST's items only later (OKX aggregates the fills of one taker order into one trade, which
+        a quiet market never shows), and a message could have been lost unnoticed."""
+        stream.next_verify = _now() + stream.verify_every
+        try:
+            rows = await asyncio.wait_for(_fetch(streams.client, stream, None), SEED_TIMEOUT_S)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.debug("checking the %s stream of %s against REST failed: %s", stream.kind, stream.symbol, exc)
+            return
+        if streams.offered(stream, rows) == JOINED:
+            stream.verify_every = min(stream.verify_every * 2, VERIFY_MAX_S)
+        metrics.stream_event(streams.venue.route, stream.kind, "verified")
 
     async def _sweep(self) -> None:
         while not self.closed:
@@ -589,6 +621,7 @@ class StreamHub:
                         "updates": s.updates,
                         "reconnects": s.reconnects,
                         "resyncs": s.resyncs,
+                        "disagreements": s.disagreements,
                         "error": s.error,
                     }
                     for s in streams.streams.values()

@@ -71,6 +71,7 @@ def gw(fakes: dict) -> Iterator[GatewayClient]:
             "bn-hist": _route(bn, "binance", HISTORIES),
             "ox-hist": _route(ox, "okx", HISTORIES),
             "bn-seed": _route(bn, "binance", HISTORIES),
+            "bn-refuse": _route(bn, "binance", HISTORIES),
             "ox-mix": _route(ox, "okx", {**HISTORIES, "ticker": "on"}),
         },
     }
@@ -566,3 +567,47 @@ def test_a_replaced_connection_of_the_symbol_is_noticed():
     assert not streams._reconnected(client, stream)
     del client.clients["a"]  # gone (and not yet back)
     assert streams._reconnected(client, stream)
+
+
+def test_a_seeded_tape_is_checked_against_rest_again(gw, fakes, monkeypatch):
+    """A trade that REST reports otherwise than the stream sent it (here: changed at the exchange
+    after it was streamed) is caught by the next check: the tape starts again, and its answers
+    are REST's once more."""
+    monkeypatch.setattr(streams, "VERIFY_FIRST_S", 0.3)
+    engine = fakes["binance"][0].engine
+    params = {"symbol": "ETH_USDT", "limit": 30}
+    with trading(engine, "ETH/USDT"):
+        streamed(gw, "bn-seed", "trades", params)
+        stream = hub(gw).routes["bn-seed"].streams[("trades", "ETH/USDT", "")]
+        with engine.lock:
+            engine.public_trades["ETH/USDT"][-5]["qty"] += 1  # streamed already; REST now says otherwise
+        until(lambda: stream.disagreements == 1, timeout=5)
+        until(lambda: stream.tape.seeded, timeout=5)
+    memory, rest = quiet_then_both(gw, "bn-seed", "bn-off", "trades", params)
+    assert from_stream(memory) and memory["data"] == rest["data"]
+
+
+def test_a_stream_that_keeps_disagreeing_with_rest_is_refused(gw, fakes):
+    """Three disagreements in a row (an aggregating or id-less stream): the route answers that kind
+    over REST only, its trade streams are closed, and the status says why."""
+    with trading(fakes["binance"][0].engine, "BTC/USDT"):
+        streamed(gw, "bn-refuse", "trades", {"symbol": "BTC_USDT", "limit": 5})
+    route = hub(gw).routes["bn-refuse"]
+    loop = route.streams[("trades", "BTC/USDT", "")].task.get_loop()
+    stream = streams.Stream("trades", "ETH/USDT")
+    streamed_trade = {"id": "7", "timestamp": 7, "price": 1.0, "amount": 3.0, "side": "buy"}
+    rest = [{**streamed_trade, "id": str(n), "timestamp": n, "amount": 1.0} for n in range(5, 8)]
+
+    async def disagree() -> list[str]:
+        verdicts = []
+        for _ in range(streams.MISMATCHES_TO_REFUSE):
+            stream.tape.extend([streamed_trade])
+            verdicts.append(route.offered(stream, rest))
+        return verdicts
+
+    assert asyncio.run_coroutine_threadsafe(disagree(), loop).result(5) == ["mismatch"] * 3
+    assert not route.enabled("trades") and "disagrees" in route.refused["trades"]
+    until(lambda: ("trades", "BTC/USDT", "") not in route.streams, timeout=3)
+    assert not from_stream(_reply(gw, "bn-refuse", "trades", {"symbol": "BTC_USDT", "limit": 5}))
+    assert route.enabled("records")
+    assert hub(gw).snapshot()["bn-refuse"]["refused"] == {"trades": route.refused["trades"]}
