@@ -84,7 +84,7 @@ async def candles(
     if streamed is not None:
         return streamed
     rows = await fetch_candles(call, market, timeframe, timeframe_s, count, per_request)
-    streams.offer(call, "records", market, rows, timeframe)
+    streams.offer(call, "records", market, rows, count, timeframe)
     return rows, None
 
 

@@ -112,7 +112,7 @@ async def trades(call: Call) -> tuple[Any, Any]:
         result, source = streamed
         return convert.to_fmz_trades(result), {**source, "info": [t.get("info") for t in result]}
     result = await answer(call, "GetTrades", Ask(group_of(market), symbol=market["symbol"], limit=limit, shared=True))
-    streams.offer(call, "trades", market, result)
+    streams.offer(call, "trades", market, result, limit)
     return convert.to_fmz_trades(result), [t.get("info") for t in result]
 
 

@@ -134,6 +134,7 @@ class Stream:
     # answers without a limit; None while REST may be answering everything there is (a young market)
     rest_count: int | None = None
     rest_max: int = 0  # the most items one REST answer held: a larger limit is left to REST
+    page_seen: tuple | None = None  # (length, oldest item) of the last REST answer without a limit
     next_seed: float = 0.0
     mismatches: int = 0  # REST answers in a row that disagreed with the tape
     disagreements: int = 0  # ... and in all
@@ -203,16 +204,25 @@ class RouteStreams:
             return False
         return (now - stream.received) * 1000 <= self.max_age_ms
 
-    def offer(self, kind: str, market: dict, items: list, timeframe: str = "") -> None:
+    def offer(self, kind: str, market: dict, items: list, limit: int | None, timeframe: str = "") -> None:
         """A REST answer for a streamed history: it may join the stream's tape (gateway/tapes.py)."""
         stream = self.streams.get((kind, market["symbol"], timeframe))
         if stream is not None and stream.tape is not None:
-            self.offered(stream, items)
+            self.offered(stream, items, unlimited=limit is None)
 
-    def offered(self, stream: Stream, items: list) -> str:
+    def offered(self, stream: Stream, items: list, unlimited: bool) -> str:
         """Offer REST's items to the tape. A disagreement empties it (a hole, or a stream that is not
-        REST's: `MISMATCHES_TO_REFUSE` in a row and the route answers the kind over REST only)."""
+        REST's: `MISMATCHES_TO_REFUSE` in a row and the route answers the kind over REST only).
+        Answers without a limit also tell REST's page: the same length twice, the window moved."""
         stream.rest_max = max(stream.rest_max, len(items))
+        if unlimited and items:
+            first = items[0]
+            seen = (len(items), trade_key(first) if isinstance(first, dict) else first[0])
+            if stream.page_seen and stream.page_seen[0] == seen[0] and stream.page_seen[1] != seen[1]:
+                stream.rest_count = seen[0]
+            elif stream.rest_count is not None and seen[0] != stream.rest_count:
+                stream.rest_count = None  # not a fixed page after all
+            stream.page_seen = seen
         verdict = stream.tape.offer(items)
         if verdict == JOINED:
             stream.mismatches = 0
@@ -518,13 +528,13 @@ class StreamHub:
         stream.next_seed = _now() + SEED_RETRY_S
         try:
             rows = await asyncio.wait_for(_fetch(streams.client, stream, None), SEED_TIMEOUT_S)
-            verdict = streams.offered(stream, rows)
+            verdict = streams.offered(stream, rows, unlimited=True)
             if stream.rest_count is None and rows and verdict != MISMATCH:
                 more = await asyncio.wait_for(_fetch(streams.client, stream, len(rows) + 1), SEED_TIMEOUT_S)
                 if len(more) > len(rows):
                     stream.rest_count = len(rows)
                 if stream.tape.seeded or verdict == JOINED:
-                    verdict = streams.offered(stream, more)
+                    verdict = streams.offered(stream, more, unlimited=False)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -548,7 +558,7 @@ class StreamHub:
         except Exception as exc:
             log.debug("checking the %s stream of %s against REST failed: %s", stream.kind, stream.symbol, exc)
             return
-        if streams.offered(stream, rows) == JOINED:
+        if streams.offered(stream, rows, unlimited=True) == JOINED:
             stream.verify_every = min(stream.verify_every * 2, VERIFY_MAX_S)
         metrics.stream_event(streams.venue.route, stream.kind, "verified")
 
@@ -756,12 +766,12 @@ async def fresh(
     return None if streams is None else streams.answer(kind, market, limit, timeframe)
 
 
-def offer(call: Any, kind: str, market: dict, items: list, timeframe: str = "") -> None:
+def offer(call: Any, kind: str, market: dict, items: list, limit: int | None, timeframe: str = "") -> None:
     """Hand a REST answer of trades or candles (oldest first) to the symbol's stream, if any: it
     may complete the stream's tape, or show that the stream disagrees with REST."""
     streams = _route_streams(call, kind, market)
     if streams is not None:
-        streams.offer(kind, market, items, timeframe)
+        streams.offer(kind, market, items, limit, timeframe)
 
 
 def _route_streams(call: Any, kind: str, market: dict) -> RouteStreams | None:

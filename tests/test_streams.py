@@ -602,7 +602,7 @@ def test_a_stream_that_keeps_disagreeing_with_rest_is_refused(gw, fakes):
         verdicts = []
         for _ in range(streams.MISMATCHES_TO_REFUSE):
             stream.tape.extend([streamed_trade])
-            verdicts.append(route.offered(stream, rest))
+            verdicts.append(route.offered(stream, rest, unlimited=False))
         return verdicts
 
     assert asyncio.run_coroutine_threadsafe(disagree(), loop).result(5) == ["mismatch"] * 3
@@ -611,3 +611,26 @@ def test_a_stream_that_keeps_disagreeing_with_rest_is_refused(gw, fakes):
     assert not from_stream(_reply(gw, "bn-refuse", "trades", {"symbol": "BTC_USDT", "limit": 5}))
     assert route.enabled("records")
     assert hub(gw).snapshot()["bn-refuse"]["refused"] == {"trades": route.refused["trades"]}
+
+
+def test_rests_page_is_learnt_from_answers_without_a_limit(gw, fakes):
+    """The same number of items twice while the window moved: a page (memory may answer that many
+    without a limit); a different number later: not a page after all."""
+    with trading(fakes["binance"][0].engine, "LTC/USDT"):
+        streamed(gw, "bn-hist", "records", {"symbol": "LTC_USDT", "period": 1, "limit": 3})
+    route = hub(gw).routes["bn-hist"]
+    stream = streams.Stream("trades", "XRP/USDT")
+
+    def page(first: int, n: int) -> list[dict]:
+        trade = {"price": 1.0, "amount": 1.0, "side": "buy"}
+        return [{**trade, "id": str(i), "timestamp": i} for i in range(first, first + n)]
+
+    route.offered(stream, page(1, 50), unlimited=True)
+    route.offered(stream, page(1, 50), unlimited=True)  # nothing happened in between: proves nothing
+    assert stream.rest_count is None
+    route.offered(stream, page(3, 50), unlimited=False)  # with a limit: not REST's page
+    assert stream.rest_count is None
+    route.offered(stream, page(5, 50), unlimited=True)
+    assert stream.rest_count == 50 and stream.rest_max == 50
+    route.offered(stream, page(5, 52), unlimited=True)  # grew: everything there is, not a page
+    assert stream.rest_count is None
