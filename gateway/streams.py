@@ -28,16 +28,17 @@ method, stays on REST.
 Trades and candles are a history, not a state: a stream brings only what happens after it
 subscribed, so each keeps a tape (gateway/tapes.py) that answers only once a REST answer overlaps
 it and agrees with it (the same trades, with the same ids, amounts and times; no candle missing).
-The stream asks REST itself as soon as its first message arrived (and again every `SEED_RETRY_S`
-until it joins), asks once more with a larger limit to learn whether REST's answer without a limit
-is a page (then memory answers as many without a limit) or everything there is (then such asks go
-to REST), and checks the tape against REST again after `VERIFY_FIRST_S`, doubling to
-`VERIFY_MAX_S`. Every REST answer the gateway gets for the symbol is offered to the tape too. A
-disagreement empties the tape; `MISMATCHES_TO_REFUSE` in a row (a stream that aggregates fills,
-such as OKX's `trades` channel, or carries no trade ids) and the route answers that kind over REST
-only. A replaced connection (messages may be lost) empties the tape too. An explicit limit larger
-than any REST answer seen goes to REST. A quiet market sends no trades: its trade stream is never
-"silent", but answers only within `max_age_ms` of the newest message, like every other kind.
+The stream asks REST itself as soon as its first message arrived (and again after `SEED_RETRY_S`,
+doubling to `SEED_RETRY_MAX_S`, until it joins), asks once more with a larger limit to learn
+whether REST's answer without a limit is a page (then memory answers as many without a limit) or
+everything there is (then such asks go to REST), and checks the tape against REST again after
+`VERIFY_FIRST_S`, doubling to `VERIFY_MAX_S`. Every REST answer the gateway gets for the symbol is
+offered to the tape too. A disagreement empties the tape; `MISMATCHES_TO_REFUSE` in a row (a stream
+that aggregates fills, such as OKX's `trades` channel, or carries no trade ids) and the route
+answers that kind over REST only. A replaced connection (messages may be lost) empties the tape
+too. An explicit limit larger than any REST answer seen goes to REST. A quiet market sends no
+trades: its trade stream is never "silent", but answers only within `max_age_ms` of the newest
+message, like every other kind.
 
 Limits: a quiet market whose exchange sends nothing for longer than `max_age_ms` is answered over
 REST (age is that of the latest exchange message for the symbol); a depth `limit` deeper than the
@@ -89,7 +90,8 @@ RECONNECT_MIN_S = 0.25
 RECONNECT_MAX_S = 30.0
 SILENT_RECONNECT_S = 10.0  # a subscription silent this long gets a new connection
 SWEEP_S = 5.0
-SEED_RETRY_S = 2.0  # a tape whose REST answer did not join the stream asks again this much later
+SEED_RETRY_S = 2.0  # a tape whose REST answer did not join the stream asks again this much later ...
+SEED_RETRY_MAX_S = 60.0  # ... doubling up to this
 SEED_TIMEOUT_S = 10.0
 VERIFY_FIRST_S = 30.0  # a seeded tape is checked against REST again this much later ...
 VERIFY_MAX_S = 600.0  # ... then at twice the interval after every agreement, up to this
@@ -136,6 +138,7 @@ class Stream:
     rest_max: int = 0  # the most items one REST answer held: a larger limit is left to REST
     page_seen: tuple | None = None  # (length, oldest item) of the last REST answer without a limit
     next_seed: float = 0.0
+    seed_every: float = SEED_RETRY_S
     mismatches: int = 0  # REST answers in a row that disagreed with the tape
     disagreements: int = 0  # ... and in all
     next_verify: float = 0.0
@@ -522,10 +525,11 @@ class StreamHub:
 
     async def _seed(self, streams: RouteStreams, stream: Stream) -> None:
         """Ask REST for the symbol's newest trades or candles without a limit (the exchange's page)
-        and offer them to the tape; when they do not join it yet, again `SEED_RETRY_S` later. The
-        first time, REST is also asked for one item more: only if it gives more is the page size
-        what a tape may answer without a limit (else REST answered everything there is)."""
-        stream.next_seed = _now() + SEED_RETRY_S
+        and offer them to the tape; when they do not join it yet, again later (`SEED_RETRY_S`,
+        doubling). The first time, REST is also asked for one item more: only if it gives more is
+        the page size what a tape may answer without a limit (else REST answered everything)."""
+        stream.next_seed = _now() + stream.seed_every
+        stream.seed_every = min(stream.seed_every * 2, SEED_RETRY_MAX_S)
         try:
             rows = await asyncio.wait_for(_fetch(streams.client, stream, None), SEED_TIMEOUT_S)
             verdict = streams.offered(stream, rows, unlimited=True)
@@ -543,6 +547,7 @@ class StreamHub:
             return
         metrics.stream_event(streams.venue.route, stream.kind, "seeded" if stream.tape.seeded else "seed_missed")
         if stream.tape.seeded:
+            stream.seed_every = SEED_RETRY_S  # after a later reset: soon again
             stream.verify_every = VERIFY_FIRST_S
             stream.next_verify = _now() + VERIFY_FIRST_S
 
