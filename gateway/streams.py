@@ -33,7 +33,7 @@ doubling to `SEED_RETRY_MAX_S`, until it joins), asks once more with a larger li
 whether REST's answer without a limit is a page (then memory answers as many without a limit) or
 everything there is (then such asks go to REST), and checks the tape against REST again after
 `VERIFY_FIRST_S`, doubling to `VERIFY_MAX_S`. Every REST answer the gateway gets for the symbol is
-offered to the tape too. A disagreement empties the tape; `MISMATCHES_TO_REFUSE` in a row (a stream
+offered to the tape too. A disagreement empties the tape; `MISMATCHES_TO_REFUSE` within `REFUSE_WINDOW_S` (a stream
 that aggregates fills, such as OKX's `trades` channel, or carries no trade ids) and the route
 answers that kind over REST only. A replaced connection (messages may be lost) empties the tape
 too. An explicit limit larger than any REST answer seen goes to REST. A quiet market sends no
@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import itertools
 import logging
@@ -95,7 +96,9 @@ SEED_RETRY_MAX_S = 60.0  # ... doubling up to this
 SEED_TIMEOUT_S = 10.0
 VERIFY_FIRST_S = 30.0  # a seeded tape is checked against REST again this much later ...
 VERIFY_MAX_S = 600.0  # ... then at twice the interval after every agreement, up to this
-MISMATCHES_TO_REFUSE = 3  # REST answers in a row that disagree with a kind's stream: REST only for the route
+MISMATCHES_TO_REFUSE = 3  # REST answers that disagree with a kind's stream within ...
+REFUSE_WINDOW_S = 900.0  # ... this long: REST only for the kind on the route (a hole is rare, an aggregating
+# stream disagrees at every check, and each disagreement brings the next check back to VERIFY_FIRST_S)
 # ccxt.pro options per exchange family: the ticker stream that carries bid/ask where there is a choice.
 TICKER_PARAMS = {"binance": {"name": "ticker"}}
 # ... and the trade stream whose ids are those of REST's fetchTrades (Binance's aggTrades), so that both join.
@@ -139,11 +142,16 @@ class Stream:
     page_seen: tuple | None = None  # (length, oldest item) of the last REST answer without a limit
     next_seed: float = 0.0
     seed_every: float = SEED_RETRY_S
-    mismatches: int = 0  # REST answers in a row that disagreed with the tape
-    disagreements: int = 0  # ... and in all
+    disagreements: int = 0  # REST answers that disagreed with the tape
+    disagreed_at: deque = field(default_factory=lambda: deque(maxlen=MISMATCHES_TO_REFUSE))
     next_verify: float = 0.0
     verify_every: float = VERIFY_FIRST_S
-    links: frozenset = frozenset()  # generations of the connections carrying the symbol, at the last result
+    url: str | None = None  # the websocket URL its watch subscribes on (seen by `_count_connections`)
+    generation: int | None = None  # that connection's number at the last result
+
+    @property
+    def key(self) -> Key:
+        return (self.kind, self.symbol, self.timeframe)
 
     def __post_init__(self) -> None:
         if self.kind == "trades":
@@ -215,12 +223,12 @@ class RouteStreams:
 
     def offered(self, stream: Stream, items: list, unlimited: bool) -> str:
         """Offer REST's items to the tape. A disagreement empties it (a hole, or a stream that is not
-        REST's: `MISMATCHES_TO_REFUSE` in a row and the route answers the kind over REST only).
+        REST's: `MISMATCHES_TO_REFUSE` within `REFUSE_WINDOW_S` and the route answers the kind over
+        REST only).
         Answers without a limit also tell REST's page: the same length twice, the window moved."""
         stream.rest_max = max(stream.rest_max, len(items))
         if unlimited and items:
-            first = items[0]
-            seen = (len(items), trade_key(first) if isinstance(first, dict) else first[0])
+            seen = (len(items), _first_key(items))
             if stream.page_seen and stream.page_seen[0] == seen[0] and stream.page_seen[1] != seen[1]:
                 stream.rest_count = seen[0]
             elif stream.rest_count is not None and seen[0] != stream.rest_count:
@@ -228,16 +236,18 @@ class RouteStreams:
             stream.page_seen = seen
         verdict = stream.tape.offer(items)
         if verdict == JOINED:
-            stream.mismatches = 0
             if (stream.error or "").startswith(("REST seed", "disagrees")):
                 stream.error = None
         elif verdict == MISMATCH:
-            stream.mismatches += 1
+            now = _now()
             stream.disagreements += 1
+            stream.disagreed_at.append(now)
             stream.tape.reset()
-            stream.error = f"disagrees with REST's {stream.kind} ({stream.mismatches} in a row)"
+            stream.verify_every = VERIFY_FIRST_S  # check the next tape soon
+            stream.error = f"disagrees with REST's {stream.kind} ({stream.disagreements} times)"
             metrics.stream_event(self.venue.route, stream.kind, "mismatch")
-            if stream.mismatches >= MISMATCHES_TO_REFUSE:
+            recent = stream.disagreed_at
+            if len(recent) == recent.maxlen and now - recent[0] <= REFUSE_WINDOW_S:
                 self.refuse(stream.kind, f"the {stream.kind} stream disagrees with REST's {stream.kind}")
         return verdict
 
@@ -463,7 +473,7 @@ class StreamHub:
         client, route = streams.client, streams.venue.route
         backoff = RECONNECT_MIN_S
         pending: asyncio.Future | None = None  # the watch in flight (kept across a quiet spell)
-        while not self.closed:
+        while self._owns(streams, stream):
             try:
                 await streams.handle.scope.ready()
                 streams.handle.share_markets()  # by reference; again only when the scope reloads
@@ -511,6 +521,17 @@ class StreamHub:
                 pending = _abandon(pending)
                 backoff = await self._lost(streams, stream, exc, backoff)
 
+    def _owns(self, streams: RouteStreams, stream: Stream) -> bool:
+        """Whether the running task is still the stream's loop. A cancellation can be lost (3.11's
+        wait_for returns a result that arrived together with it): a stopped, restarted or retired
+        stream's old loop then ends here instead of running on unseen."""
+        return (
+            not self.closed
+            and self.routes.get(streams.venue.route) is streams
+            and streams.streams.get(stream.key) is stream
+            and stream.task is asyncio.current_task()
+        )
+
     async def _lost(self, streams: RouteStreams, stream: Stream, exc: BaseException, backoff: float) -> float:
         """A watch failed: stale until a new state arrives, after `backoff` (returned doubled)."""
         stream.healthy, stream.error = False, f"{type(exc).__name__}: {str(exc)[:120]}"
@@ -535,7 +556,7 @@ class StreamHub:
             verdict = streams.offered(stream, rows, unlimited=True)
             if stream.rest_count is None and rows and verdict != MISMATCH:
                 more = await asyncio.wait_for(_fetch(streams.client, stream, len(rows) + 1), SEED_TIMEOUT_S)
-                if len(more) > len(rows):
+                if len(more) > len(rows) and _first_key(more) != _first_key(rows):  # reached further back
                     stream.rest_count = len(rows)
                 if stream.tape.seeded or verdict == JOINED:
                     verdict = streams.offered(stream, more, unlimited=False)
@@ -662,6 +683,7 @@ class StreamHub:
 
 async def _watch(client: Any, stream: Stream) -> Any:
     """The next update of the stream's kind from ccxt.pro."""
+    WATCHING.set(stream)  # this task's context: `_count_connections` notes the URL it subscribes on
     if stream.kind == "ticker":
         return await client.watch_ticker(stream.symbol, _family_params(TICKER_PARAMS, client))
     if stream.kind == "depth":
@@ -671,6 +693,12 @@ async def _watch(client: Any, stream: Stream) -> Any:
     return await client.watch_ohlcv(stream.symbol, stream.timeframe)
 
 
+def _first_key(items: list) -> Any:
+    """The identity of the oldest trade (its id) or candle (its open time) of a REST answer."""
+    first = items[0]
+    return trade_key(first) if isinstance(first, dict) else first[0]
+
+
 async def _fetch(client: Any, stream: Stream, limit: int | None) -> list:
     """REST's newest trades or candles of the stream's symbol (and timeframe)."""
     if stream.kind == "trades":
@@ -678,9 +706,13 @@ async def _fetch(client: Any, stream: Stream, limit: int | None) -> list:
     return await client.fetch_ohlcv(stream.symbol, stream.timeframe, None, limit)
 
 
+WATCHING: contextvars.ContextVar[Stream | None] = contextvars.ContextVar("gateway_stream_watching", default=None)
+
+
 def _count_connections(client: Any) -> None:
     """Number every websocket connection the client opens (`_gateway_generation` on ccxt.pro's
-    Client), so that a stream can tell that the connection carrying it was replaced."""
+    Client), and note on each stream the URL its watch subscribes on, so that a stream can tell
+    that the connection carrying it was replaced."""
     opened = client.on_connected
     generations = itertools.count(1)
 
@@ -689,16 +721,29 @@ def _count_connections(client: Any) -> None:
         return opened(ws, message)
 
     client.on_connected = on_connected
+    for name in ("watch", "watch_multiple"):
+        original = getattr(client, name)
+
+        def noting(url: str, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            stream = WATCHING.get()
+            if stream is not None:
+                stream.url = url
+            return _original(url, *args, **kwargs)
+
+        setattr(client, name, noting)
 
 
 def _reconnected(client: Any, stream: Stream) -> bool:
-    """True when a connection that carried the stream's symbol at its last result is gone or was
-    opened again (every connection counts where none names the symbol)."""
-    connections = [ws for ws in list(getattr(client, "clients", {}).values()) if getattr(ws, "_gateway_generation", 0)]
-    named = [ws for ws in connections if any(stream.symbol in str(h) for h in list(ws.subscriptions))]
-    links = frozenset(ws._gateway_generation for ws in (named or connections))
-    lost = not stream.links <= links
-    stream.links = links
+    """True when the connection that carried the stream at its last result is gone or was opened
+    again since. Where the stream's URL is unknown, any connection of the client counts."""
+    clients = getattr(client, "clients", {})
+    if stream.url is not None:
+        ws = clients.get(stream.url)
+        generation = getattr(ws, "_gateway_generation", None)
+    else:
+        generation = sum(getattr(ws, "_gateway_generation", 0) for ws in list(clients.values()))
+    lost = stream.generation is not None and generation != stream.generation
+    stream.generation = generation
     return lost
 
 

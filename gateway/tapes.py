@@ -73,11 +73,11 @@ class TradeTape:
         in front of them: JOINED, NO_OVERLAP (nothing changed) or MISMATCH (see the module)."""
         if not self.trades or not rest:
             return NO_OVERLAP
+        if self.idless or any(trade.get("id") is None for trade in rest):
+            return MISMATCH
         keys = [trade_key(trade) for trade in rest]
         if not any(key in self.keys for key in keys):
             return NO_OVERLAP
-        if self.idless or any(trade.get("id") is None for trade in rest):
-            return MISMATCH
         oldest = trade_key(self.trades[0])
         joined = keys.index(oldest) if oldest in keys else 0
         mine = {trade_key(trade): trade for trade in self.trades}
@@ -136,6 +136,8 @@ class CandleTape:
                 self.rows = dict(sorted(self.rows.items()))
         while len(self.rows) > self.limit:
             del self.rows[next(iter(self.rows))]
+        if self.first_streamed is not None and self.rows:  # what fell out is no longer the stream's to show
+            self.first_streamed = max(self.first_streamed, next(iter(self.rows)))
 
     def offer(self, rest: list[list]) -> str:
         """Check a REST answer (oldest first) against the streamed candles and put its candles older

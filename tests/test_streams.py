@@ -542,30 +542,47 @@ def test_closing_a_trade_stream_unsubscribes_what_it_subscribed(gw, fakes):
     until(lambda: "ethbtc@aggTrade" not in subscribed(), timeout=3)
 
 
-def test_a_replaced_connection_of_the_symbol_is_noticed():
-    """Connections are numbered as ccxt.pro opens them; a stream notices when one that carried its
-    symbol is gone or opened again, not when another symbol's connection opens."""
+def test_a_replaced_connection_of_the_stream_is_noticed():
+    """Connections are numbered as ccxt.pro opens them, and a stream's watch notes the URL it
+    subscribes on: the stream notices when that connection is gone or opened again, not when
+    another one opens or closes (Binance gives subscriptions connections of their own)."""
 
-    class Ws:
-        def __init__(self, *hashes: str) -> None:
-            self.subscriptions = dict.fromkeys(hashes, True)
+    class Client:
+        clients: dict = {}
 
-    client = type("Client", (), {"clients": {}, "on_connected": lambda self, ws, message=None: None})()
+        def on_connected(self, ws: Any, message: Any = None) -> None:
+            return None
+
+        def watch_multiple(self, url: str, hashes: list, *rest: Any) -> str:
+            return url
+
+        def watch(self, url: str, message_hash: str, *rest: Any) -> str:
+            return url
+
+    client = Client()
     streams._count_connections(client)
     stream = streams.Stream("trades", "BTC/USDT")
 
-    def connect(url: str, ws: Ws) -> None:
+    def connect(url: str) -> None:
+        ws = type("Ws", (), {})()
         client.on_connected(ws)
         client.clients[url] = ws
 
-    connect("a", Ws("trade::BTC/USDT"))
+    token = streams.WATCHING.set(stream)
+    try:
+        assert client.watch_multiple("wss://a", ["trade::BTC/USDT"]) == "wss://a"
+    finally:
+        streams.WATCHING.reset(token)
+    assert stream.url == "wss://a"
+    connect("wss://a")
     assert not streams._reconnected(client, stream)  # first sight
-    connect("b", Ws("trade::ETH/USDT"))
-    assert not streams._reconnected(client, stream)
-    connect("a", Ws("trade::BTC/USDT"))  # the symbol's connection opened again
+    connect("wss://b")
+    del client.clients["wss://b"]
+    assert not streams._reconnected(client, stream)  # another subscription's connection
+    connect("wss://a")  # the stream's connection opened again
     assert streams._reconnected(client, stream)
     assert not streams._reconnected(client, stream)
-    del client.clients["a"]  # gone (and not yet back)
+    del client.clients["wss://a"]  # gone (and not yet back)
     assert streams._reconnected(client, stream)
 
 
@@ -634,3 +651,52 @@ def test_rests_page_is_learnt_from_answers_without_a_limit(gw, fakes):
     assert stream.rest_count == 50 and stream.rest_max == 50
     route.offered(stream, page(5, 52), unlimited=True)  # grew: everything there is, not a page
     assert stream.rest_count is None
+
+
+def _bare_route(client: Any = None) -> streams.RouteStreams:
+    """A RouteStreams without a hub or connection: for the pieces that only keep books."""
+    route = streams.RouteStreams.__new__(streams.RouteStreams)
+    route.venue = Venue(route="bare", ccxt_id="binance")
+    route.streams, route.refused, route.ws_has, route.closing, route.client = {}, {}, {}, set(), client
+    return route
+
+
+@pytest.mark.parametrize(
+    ("unlimited", "probe", "page"),
+    [
+        (range(1, 38), range(1, 39), None),  # everything there is, and one trade more meanwhile: not a page
+        (range(11, 51), range(10, 51), 40),  # the probe reached further back: a page of 40
+    ],
+)
+async def test_the_seed_learns_rests_page_only_when_a_larger_limit_reaches_further_back(unlimited, probe, page):
+    def trades(ids: range) -> list[dict]:
+        return [{"id": str(i), "timestamp": i, "price": 1.0, "amount": 1.0, "side": "buy"} for i in ids]
+
+    class Rest:
+        async def fetch_trades(self, symbol: str, since: Any = None, limit: int | None = None) -> list[dict]:
+            return trades(unlimited if limit is None else probe)
+
+    stream = streams.Stream("trades", "BTC/USDT")
+    stream.tape.extend(trades(range(30, 36)))
+    await streams.StreamHub._seed(None, _bare_route(Rest()), stream)
+    assert stream.tape.seeded and stream.rest_count == page
+
+
+async def test_a_loop_that_is_no_longer_its_streams_ends():
+    """A cancellation lost in wait_for must not leave a stopped stream's loop running."""
+    hub_ = streams.StreamHub(None)
+    route = _bare_route()
+    hub_.routes["bare"] = route
+    stream = streams.Stream("trades", "BTC/USDT")
+    await asyncio.wait_for(hub_._run(route, stream), 1)  # not (or no longer) in route.streams: returns
+
+
+def test_disagreements_far_apart_do_not_refuse():
+    route = _bare_route()
+    stream = streams.Stream("trades", "BTC/USDT")
+    long_ago = time.monotonic() - streams.REFUSE_WINDOW_S - 1
+    stream.disagreed_at.extend([long_ago] * (streams.MISMATCHES_TO_REFUSE - 1))
+    streamed_trade = {"id": "7", "timestamp": 7, "price": 1.0, "amount": 3.0, "side": "buy"}
+    stream.tape.extend([streamed_trade])
+    assert route.offered(stream, [{**streamed_trade, "amount": 1.0}], unlimited=False) == "mismatch"
+    assert "trades" not in route.refused

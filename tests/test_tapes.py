@@ -133,3 +133,20 @@ def test_newest_candles_are_copies():
     tape.offer([candle(0), candle(1)])
     tape.newest(1)[0][4] = 99.0
     assert tape.newest(1)[0][4] == 1.0
+
+
+def test_an_id_less_stream_never_joins_even_without_overlap():
+    tape = TradeTape()
+    tape.extend([trade(10, id=None)])
+    assert tape.offer([trade(n) for n in range(5, 9)]) == MISMATCH
+
+
+def test_the_first_streamed_candle_moves_on_when_it_falls_out_of_the_tape():
+    """A REST answer longer than the tape must not count the candles the tape let go as missing."""
+    tape = CandleTape(limit=3)
+    tape.extend([candle(10)])
+    assert tape.offer([candle(m) for m in range(5, 11)]) == JOINED
+    tape.extend([candle(11), candle(12), candle(13)])
+    assert tape.first_streamed == 11 * 60_000
+    assert tape.offer([candle(m) for m in range(5, 14)]) == JOINED
+    assert [row[0] // 60_000 for row in tape.newest(3)] == [11, 12, 13]
