@@ -17,7 +17,7 @@ do not, as on Binance), `<symbol>@depth[@100ms]` diffs with first/final update i
   `aggTrades` row of that trade (`a` = `f` = `l` = the engine's trade id; spot only has `M`);
 - `<symbol>@trade`: likewise `{"e": "trade", "E", "s", "t", "p", "q", "T", "m", "M"}` on spot,
   `{"e": "trade", "E", "T", "s", "t", "p", "q", "X": "MARKET", "m"}` on futures, `t` = REST trades' `id`;
-- `<symbol>@kline_<interval>` (`binance_common.INTERVALS`): the current bar on every push,
+- `<symbol>@kline_<interval>` (`binance_common.INTERVALS`): the current bar once per hub interval,
   `{"e": "kline", "E", "s", "k": {t, T, s, i, f, L, o, c, h, l, v, n, x, q, V, Q, B}}`, values as the
   REST kline of the same open time (f/L: the bar's first and last public trade ids, -1 if none).
 """
@@ -102,7 +102,7 @@ class BinanceDialect:
             event = self.depth(sub, inst, futures)
             events = [] if event is None else [event]
         elif sub.channel == "kline":
-            events = [self.kline(sub, inst, futures)]
+            events = [self.kline(sub, inst, futures)] if self.hub.due(sub) else []
         else:
             events = self.trades(sub, inst, futures)
         for event in events:

@@ -15,7 +15,7 @@ and ask levels interleaved, `bidPx:bidSz:askPx:askSz:...`, strings as sent (OKX'
 each exactly as REST `/api/v5/market/trades` shows it (`okx_public.trade_json`).
 
 Business channels: `candle<bar>` (`candle1m`, `candle1H`, `candle1Dutc`...: the bars REST takes):
-on every push, the current bar as the one row REST `/api/v5/market/candles` answers for it
+once per hub interval, the current bar as the one row REST `/api/v5/market/candles` answers for it
 (`[ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]`, 9 strings).
 """
 
@@ -110,6 +110,8 @@ class OkxDialect:
             await conn.send(json.dumps({"arg": arg, "data": [ticker_json(inst)]}))
             return
         if sub.channel == "candle":
+            if not self.hub.due(sub):
+                return
             call = Call(self.venue, {"instId": arg["instId"], "bar": sub.interval, "limit": "1"})
             await conn.send(json.dumps({"arg": arg, "data": get_candles(call)}))
             return

@@ -41,6 +41,7 @@ class Subscription:
     book: dict = field(default_factory=dict)  # side -> {price: qty} as last sent
     last_trade: int = 0  # trade channels: the id of the last public trade sent (or the newest at subscription)
     interval: str = ""  # candle channels: Binance's kline interval ("1m") or OKX's bar ("1H")
+    pushed_at: float = 0.0  # candle channels: when the last bar was sent (they go out once per hub interval)
 
 
 class Connection:
@@ -110,6 +111,15 @@ class WsHub:
                 faults.discard(inst_key)
                 return True
             return False
+
+    def due(self, sub: Subscription) -> bool:
+        """Whether a candle subscription's next bar is due: at most one per `interval`, as an
+        exchange pushes bars on a cadence (Binance: every 2 s) and not on every book change."""
+        now = time.monotonic()
+        if now - sub.pushed_at < self.interval:
+            return False
+        sub.pushed_at = now
+        return True
 
     @property
     def silent(self) -> bool:
