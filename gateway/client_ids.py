@@ -23,9 +23,10 @@ Lookup paths (ccxt calls; "miss" is what lets us answer None):
   orderLinkId) (v5/order/history); miss: both lists empty. Not fetch_order: it needs orderId.
 - kucoin (and kucoinfutures, a subclass with no override): fetch_order(clientOrderId) sends
   .../client-order/{clientOid}; miss: "order not exist" -> OrderNotFound.
-- gate: fetch_order(clientOrderId) sends GET .../orders/t-...; a miss is NOT final (the text works only
-  while the order is open and 60 s after it ends), so finished orders since `since_ms` are listed;
-  miss: not among fewer than LISTING_LIMIT finished orders.
+- gate: fetch_order(clientOrderId) sends GET .../orders/t-... (spot/orders, futures/usdt/orders); a
+  miss is NOT final (the text works only while the order is open and 60 s after it ends), so
+  finished orders since `since_ms` are listed (spot: orders?status=finished; futures:
+  orders_timerange); miss: not among fewer than LISTING_LIMIT finished orders.
 - bitget: fetch_order(id=client id, clientOrderId) sends orderInfo / order/detail ?clientOid (not the
   id); miss: empty data or 40109/43001 -> OrderNotFound.
 - htx: spot only, fetch_order(clientOrderId) sends v1/order/orders/getClientOrder; miss:

@@ -496,6 +496,62 @@ async def test_gate():
         await find_by_client_id(ex, GATE_SPOT, cid, NOW_MS)
 
 
+GATE_SWAP = market("gate", "BTC", "USDT", "swap", id="BTC_USDT", settleId="usdt", contractSize=0.0001)
+
+
+def gate_futures_order(text: str, status: str = "open") -> dict:
+    return {
+        "id": 15675394,
+        "contract": "BTC_USDT",
+        "create_time": NOW_MS / 1000,
+        "finish_time": None if status == "open" else NOW_MS / 1000,
+        "status": "open" if status == "open" else "finished",
+        "finish_as": "_new" if status == "open" else "filled",
+        "size": 100,
+        "price": "30000",
+        "left": 100 if status == "open" else 0,
+        "fill_price": "0" if status == "open" else "30000",
+        "text": text,
+        "tif": "gtc",
+        "is_reduce_only": False,
+        "is_close": False,
+        "iceberg": 0,
+    }
+
+
+async def test_gate_swap():
+    """USDT-settled perpetuals: the same text rule, on /futures/usdt/orders."""
+    ex = make(ccxt.gate, [GATE_SWAP])
+    ex.options["unifiedAccount"] = False
+    cid = derive_client_id(ex, SEED)
+    wire = "t-" + cid
+    rec = Recorder(ex, [("/futures/usdt/orders$", 201, gate_futures_order(wire))])
+    order = await ex.create_order("BTC/USDT:USDT", "limit", "buy", 100, 30000, create_params(ex, cid))
+    assert the_only(rec, "/futures/usdt/orders").params["text"] == wire
+    assert order["clientOrderId"] == wire
+
+    rec = Recorder(ex, [("/futures/usdt/orders/t-", 200, gate_futures_order(wire))])
+    found = await find_by_client_id(ex, GATE_SWAP, cid, NOW_MS)
+    assert the_only(rec, "/futures/usdt/orders/").path.endswith("/futures/usdt/orders/" + wire)
+    assert found["id"] == "15675394"
+
+    not_found = {"label": "ORDER_NOT_FOUND", "message": "Order not found"}
+    by_time = r"/futures/usdt/orders_timerange\?"  # ccxt lists finished futures orders since a time here
+    rec = Recorder(ex, [("/futures/usdt/orders/t-", 404, not_found), (by_time, 200, [gate_futures_order(wire, "x")])])
+    found = await find_by_client_id(ex, GATE_SWAP, cid, NOW_MS - 120_000)
+    listing = rec.sent[-1].params
+    assert listing["contract"] == "BTC_USDT" and listing["from"] == str((NOW_MS - 120_000) // 1000)
+    assert found["id"] == "15675394" and found["status"] == "closed"
+
+    Recorder(ex, [("/futures/usdt/orders/t-", 404, not_found), (by_time, 200, [gate_futures_order("t-x", "x")])])
+    assert await find_by_client_id(ex, GATE_SWAP, cid, NOW_MS) is None
+
+    many = [gate_futures_order("t-x", "x")] * client_ids.LISTING_LIMIT  # not all seen: no answer
+    Recorder(ex, [("/futures/usdt/orders/t-", 404, not_found), (by_time, 200, many)])
+    with pytest.raises(ccxt.ExchangeError):
+        await find_by_client_id(ex, GATE_SWAP, cid, NOW_MS)
+
+
 # ---------------------------------------------------------------------------------------------
 # Bitget (spot and USDT-M futures, classic account)
 
