@@ -712,15 +712,24 @@ async def test_kraken():
 
 
 # ---------------------------------------------------------------------------------------------
-# Hyperliquid (perp): cloid in the signed action, orderStatus by cloid
+# Hyperliquid (perp and spot): cloid in the signed action, orderStatus by cloid
 
 HL_SWAP = market(
     "hyperliquid", "BTC", "USDC", "swap", id="0", baseId=0, baseName="BTC", precision={"amount": 0.00001, "price": 1.0}
 )
 
 
-async def test_hyperliquid():
-    ex = make(ccxt.hyperliquid, [HL_SWAP], apiKey=None, secret=None, walletAddress=HL_ADDRESS, privateKey=HL_KEY)
+# spot assets are 10000 + their index in spotMeta (ccxt keeps it as baseId)
+HL_SPOT = market(
+    "hyperliquid", "PURR", "USDC", id="PURR/USDC", baseId=10000, baseName="PURR", precision={"amount": 1, "price": 1e-5}
+)
+
+
+@pytest.mark.parametrize(
+    ("mkt", "coin", "asset"), [(HL_SWAP, "BTC", 0), (HL_SPOT, "PURR/USDC", 10000)], ids=["perp", "spot"]
+)
+async def test_hyperliquid(mkt, coin, asset):
+    ex = make(ccxt.hyperliquid, [mkt], apiKey=None, secret=None, walletAddress=HL_ADDRESS, privateKey=HL_KEY)
     ex.options["approvedBuilderFee"] = True  # else ccxt first sends its own builder-fee approval
     cid = derive_client_id(ex, SEED)
     placed = {
@@ -728,17 +737,17 @@ async def test_hyperliquid():
         "response": {"type": "order", "data": {"statuses": [{"resting": {"oid": 77738308}}]}},
     }
     rec = Recorder(ex, [("/exchange", 200, placed), ("/info", 200, {"referredBy": None, "cumVlm": "0"})])
-    await ex.create_order("BTC/USDC:USDC", "limit", "buy", 0.01, 30000, create_params(ex, cid))
+    await ex.create_order(mkt["symbol"], "limit", "buy", 10, 30000, create_params(ex, cid))
     # ccxt's initialize_client first queries and sets its referrer; the order is the last /exchange call
     assert rec.sent[-1].path == "/exchange"
     action = rec.sent[-1].params["action"]
-    assert action["type"] == "order" and action["orders"][0]["c"] == cid
+    assert action["type"] == "order" and action["orders"][0]["c"] == cid and action["orders"][0]["a"] == asset
 
     status = {
         "status": "order",
         "order": {
             "order": {
-                "coin": "BTC",
+                "coin": coin,
                 "side": "B",
                 "limitPx": "30000.0",
                 "sz": "0.01",
@@ -755,10 +764,10 @@ async def test_hyperliquid():
         },
     }
     rec = Recorder(ex, [("/info", 200, status)])
-    found = await find_by_client_id(ex, HL_SWAP, cid, NOW_MS)
+    found = await find_by_client_id(ex, mkt, cid, NOW_MS)
     sent = the_only(rec, "/info").params
     assert sent["type"] == "orderStatus" and sent["oid"] == cid and sent["user"].lower() == HL_ADDRESS.lower()
     assert found["id"] == "77738308"
 
     Recorder(ex, [("/info", 200, {"status": "unknownOid"})])
-    assert await find_by_client_id(ex, HL_SWAP, cid, NOW_MS) is None
+    assert await find_by_client_id(ex, mkt, cid, NOW_MS) is None
