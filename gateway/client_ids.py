@@ -27,8 +27,8 @@ Lookup paths (ccxt calls; "miss" is what lets us answer None):
   miss is NOT final (the text works only while the order is open and 60 s after it ends), so
   finished orders since `since_ms` are listed (spot: orders?status=finished; futures:
   orders_timerange); miss: not among fewer than LISTING_LIMIT finished orders.
-- bitget: fetch_order(id=client id, clientOrderId) sends orderInfo / order/detail ?clientOid (not the
-  id); miss: empty data or 40109/43001 -> OrderNotFound.
+- bitget: fetch_order(id=client id, clientOrderId) sends orderInfo / order/detail (unified account:
+  v3 trade/order-info) ?clientOid (not the id); miss: empty data or 40109/43001 -> OrderNotFound.
 - htx: spot only, fetch_order(clientOrderId) sends v1/order/orders/getClientOrder; miss:
   base-record-invalid -> OrderNotFound, trusted only within FINAL_MISS_WINDOW_S of placement (later:
   LookupUnavailable). Contracts: LookupUnavailable (path not verified).

@@ -608,6 +608,44 @@ async def test_bitget(mkt, create_path, lookup_path, data):
     assert await find_by_client_id(ex, mkt, cid, NOW_MS) is None
 
 
+async def test_bitget_unified_account():
+    """The unified trading account (options uta): v3 place-order and order-info, by clientOid."""
+    ex = make(ccxt.bitget, [BITGET_SPOT], password="p" * 8)
+    ex.options["uta"] = True
+    cid = derive_client_id(ex, SEED)
+    placed = {"code": "00000", "msg": "success", "data": {"orderId": "1111461743123927040", "clientOid": cid}}
+    rec = Recorder(ex, [("/api/v3/trade/place-order", 200, placed)])
+    await ex.create_order("BTC/USDT", "limit", "buy", 0.01, 30000, create_params(ex, cid))
+    assert the_only(rec, "/api/v3/trade/place-order").params["clientOid"] == cid
+
+    info = {
+        "orderId": "1111461743123927040",
+        "clientOid": cid,
+        "category": "SPOT",
+        "symbol": "BTCUSDT",
+        "orderType": "limit",
+        "side": "buy",
+        "price": "30000",
+        "qty": "0.01",
+        "cumExecQty": "0",
+        "avgPrice": "0",
+        "orderStatus": "live",
+        "createdTime": str(NOW_MS),
+        "updatedTime": str(NOW_MS),
+    }
+    rec = Recorder(ex, [("/api/v3/trade/order-info", 200, {"code": "00000", "msg": "success", "data": info})])
+    found = await find_by_client_id(ex, BITGET_SPOT, cid, NOW_MS)
+    sent = the_only(rec, "/api/v3/trade/order-info").params
+    assert sent["clientOid"] == cid and "orderId" not in sent
+    assert found["id"] == "1111461743123927040"
+
+    Recorder(ex, [("/api/v3/trade/order-info", 400, {"code": "40109", "msg": "The data of the order cannot be found"})])
+    assert await find_by_client_id(ex, BITGET_SPOT, cid, NOW_MS) is None
+    Recorder(ex, [("/api/v3/trade/order-info", 500, {"code": "45001", "msg": "Unknown error"})])
+    with pytest.raises(ccxt.ExchangeError):  # anything but a documented miss is not "absent"
+        await find_by_client_id(ex, BITGET_SPOT, cid, NOW_MS)
+
+
 # ---------------------------------------------------------------------------------------------
 # HTX (spot; contracts are refused)
 
