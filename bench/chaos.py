@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import itertools
 import json
-import math
 import random
 import sys
 import time
@@ -37,6 +36,8 @@ import aiohttp
 import yaml
 
 from bench import procs
+from bench.procs import log
+from bench.report import percentile
 from tests.fakes import binance, faults, okx
 from tests.fakes.server import BackgroundServer, Fault, FaultInjector
 
@@ -319,13 +320,6 @@ def reconcile(trades: list[Trade], fakes: dict[str, FakeVenue]) -> dict[str, Any
     return {"stray_orders": stray}
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))]
-
-
 def timing(seconds: list[float]) -> dict[str, Any]:
     return {
         "answers": len(seconds),
@@ -532,10 +526,6 @@ async def warm_up(gateway: Gateway, keys: dict[str, list[str]], gw: procs.Child)
                 raise RuntimeError(f"{venue} {method} fails before any fault: {doc}; gateway log: {gw.tail(800)}")
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 async def chaos(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     venues = args.chaos_venues
     keys = {v: [f"chaos-{v}-{n}" for n in range(args.chaos_workers)] for v in venues}
@@ -661,20 +651,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     doc = {"meta": procs.meta(started, args), **doc}
     out = Path(args.out)
-    out.write_text(json.dumps(_finite(doc), indent=2, default=str, allow_nan=False) + "\n")
+    procs.write_results(out, doc)
     print(report(doc))
     print(f"\nresults: {out.resolve()}  ({doc['meta']['seconds']:.0f} s)")
     return 0
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 if __name__ == "__main__":

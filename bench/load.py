@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -20,6 +19,7 @@ import aiohttp
 import ccxt.async_support as ccxt_async
 
 from bench.fake import BENCH_SECRET, key_name
+from bench.report import percentile
 from gateway.venues import rewrite_api_urls
 
 CONNECTION_LIMIT = 512
@@ -45,11 +45,7 @@ class RunStats:
 
     def percentile(self, q: float) -> float:
         """Nearest-rank percentile of the successful latencies, in ms (NaN without any)."""
-        if not self.latencies_ms:
-            return float("nan")
-        ordered = sorted(self.latencies_ms)
-        rank = max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))
-        return ordered[rank]
+        return percentile(self.latencies_ms, q)
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -32,7 +32,6 @@ import json
 import math
 import os
 import re
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -46,7 +45,8 @@ import yaml
 from bench import procs
 from bench.fake import STATS_PATH, key_name
 from bench.load import CONNECTION_LIMIT, envelope
-from bench.report import Target, targets_table
+from bench.procs import log
+from bench.report import Target, percentile, targets_table
 from bench.weights import CONTROL_PATH, COUNTS_PATH, LOG_PATH, SPOT_WEIGHT_LIMIT
 
 LATENCY_MS = 50
@@ -56,10 +56,6 @@ SYMBOL = "BTC_USDT"
 STRATEGY_LOOP = ("ticker", "depth", "accounts", "orders")
 PARAMS = {"ticker": {"symbol": SYMBOL}, "depth": {"symbol": SYMBOL}, "orders": {"symbol": SYMBOL}, "accounts": {}}
 WAIT_TOLERANCE_S = 0.005  # timer and event-loop granularity when comparing waits
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # --- processes -------------------------------------------------------------------------------------
@@ -692,13 +688,6 @@ def _n(value: float | None) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1f}"
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))]
-
-
 def ms(seconds: float) -> float | None:
     return None if math.isnan(seconds) else round(seconds * 1000, 1)
 
@@ -764,17 +753,7 @@ def main(argv: list[str]) -> int:
     targets = evaluate(doc, args)
     doc["targets"] = [t.as_dict() for t in targets]
     out = Path(args.out)
-    out.write_text(json.dumps(_finite(doc), indent=2, default=str, allow_nan=False) + "\n")
+    procs.write_results(out, doc)
     print(report(doc, targets))
     print(f"\nresults: {out.resolve()}  ({doc['meta']['seconds']:.0f} s)")
     return 1 if args.strict and not all(t.passed for t in targets) else 0
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value

@@ -10,6 +10,8 @@ import asyncio
 import atexit
 import contextlib
 import ctypes
+import json
+import math
 import os
 import platform
 import signal
@@ -181,6 +183,22 @@ def run_benchmark(prefix: str, make: Callable[[Path], Awaitable[Any]], *, plain_
         return None
     finally:
         stop_all()
+
+
+def finite(value: Any) -> Any:
+    """The results with NaN (a run without a successful request) as null, for strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
+def write_results(out: Path, doc: dict[str, Any]) -> None:
+    """The results file: indented strict JSON."""
+    out.write_text(json.dumps(finite(doc), indent=2, default=str, allow_nan=False) + "\n")
 
 
 def meta(started: float, args: Any, **extra: Any) -> dict[str, Any]:

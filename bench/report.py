@@ -25,6 +25,14 @@ class Target:
         }
 
 
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (NaN without any value)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))]
+
+
 def _round(value: float) -> float | None:
     return None if math.isnan(value) else round(value, 3)
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
-import math
 import os
 import platform
 import re
@@ -26,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import ccxt
 
 from bench import procs
 from bench.load import Call, DirectSide, GatewaySide, RunStats, closed_loop
+from bench.procs import log
 from bench.report import evaluate, matrix_table, targets_table
 
 UPSTREAM_PATHS = {"ticker": "/api/v3/ticker/24hr", "accounts": "/api/v3/account"}
@@ -69,10 +67,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if max(args.concurrency) > MATRIX_KEYS:
         parser.error(f"--concurrency: at most {MATRIX_KEYS}")
     return args
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 async def fake_counts(http: aiohttp.ClientSession, fake: procs.Child) -> dict[str, int]:
@@ -276,20 +270,12 @@ def main(argv: list[str] | None = None) -> int:
     targets = evaluate(results["cells"], results["memory"], results["new_key"])
     elapsed = time.time() - started
     doc = {
-        "meta": {
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-            "seconds": round(elapsed, 1),
-            "python": platform.python_version(),
-            "ccxt": ccxt.__version__,
-            "machine": platform.machine(),
-            "cpus": _cpus(),
-            "args": {k: v for k, v in vars(args).items()},
-        },
+        "meta": procs.meta(started, args, machine=platform.machine(), cpus=_cpus()),
         **results,
         "targets": [t.as_dict() for t in targets],
     }
     out = Path(args.out)
-    out.write_text(json.dumps(finite(doc), indent=2, default=str, allow_nan=False) + "\n")
+    procs.write_results(out, doc)
     print(report(doc, targets, args, elapsed, out))
     return 1 if args.strict and not all(t.passed for t in targets) else 0
 
@@ -361,17 +347,6 @@ def report(doc: dict[str, Any], targets: list, args: argparse.Namespace, elapsed
 
 def _cpus() -> int:
     return len(os.sched_getaffinity(0))
-
-
-def finite(value: Any) -> Any:
-    """The results with NaN (a run without a successful request) as null, for strict JSON."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [finite(v) for v in value]
-    return value
 
 
 if __name__ == "__main__":

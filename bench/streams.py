@@ -31,7 +31,6 @@ import bisect
 import json
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ import aiohttp
 
 from bench import procs
 from bench.fake import BENCH_SECRET, BY_SYMBOL_PATH, WS_LOG_PATH, key_name
+from bench.procs import log
 
 HOT = "BTC/USDT"
 HOT_PATHS = ("/api/v3/ticker/24hr?BTCUSDT", "/api/v3/depth?BTCUSDT", "/api/v3/ticker/bookTicker?BTCUSDT")
@@ -53,10 +53,6 @@ TARGETS = {
     "data_age_gateway_share_max_ms": 5.0,
     "memory_200_symbols_mb": 50.0,
 }
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def body(method: str, params: dict) -> bytes:
@@ -473,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     processes = "fake exchange, gateway, load generator: one each"
     extra = {"cpus": len(os.sched_getaffinity(0)), "processes": processes, "loadavg_at_start": load_at_start}
     doc = {"meta": procs.meta(started, args, **extra), **results, "targets": rows}
-    Path(args.out).write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    procs.write_results(Path(args.out), doc)
     print(json.dumps({k: v for k, v in results.items() if k != "status_streams"}, indent=2, default=str))
     print("\n" + table(rows))
     print(f"\nresults: {Path(args.out).resolve()}")
