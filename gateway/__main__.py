@@ -329,13 +329,14 @@ def serve(
     from gateway.app import create_app
     from gateway.logs import configure_logging, log_startup
     from gateway.reload import Reloader
-    from gateway.venues import VenueRegistry, alias_problems
+    from gateway.venues import alias_problems
 
     problems = alias_problems(settings)
     if problems:
         print(f"config error ({describe(path)}): {'; '.join(problems)}", file=sys.stderr)
         return EXIT_CONFIG
-    registry = VenueRegistry(settings)
+    app = create_app(settings)
+    registry = app.gateway.venues  # the routes are checked once, where the gateway will serve them
     if registry.refused and not settings.server.skip_bad_routes:
         for route, exc in sorted(registry.refused.items()):
             print(f"route {route} is refused: {exc}", file=sys.stderr)
@@ -351,7 +352,6 @@ def serve(
     log_startup(dataclasses.replace(settings, exchanges=registry.configured), path or DEFAULT_CONFIG_PATH, host, port)
     for warning in _warnings(settings, host):
         log.warning(warning)
-    app = create_app(settings)
     gc.freeze()  # ccxt's ~900 modules live as long as the process: keep them out of every collection
     config = uvicorn.Config(
         app,
