@@ -63,12 +63,13 @@ from typing import Any
 import ccxt.pro as ccxtpro
 
 from gateway import metrics
+from gateway.settings import STREAM_KINDS
 from gateway.tapes import JOINED, MISMATCH, CandleTape, TradeTape, trade_key
 from gateway.venues import Venue, build_exchange
 
 log = logging.getLogger("gateway.streams")
 
-KINDS = ("ticker", "depth", "trades", "records")
+KINDS = STREAM_KINDS
 TAPE_KINDS = ("trades", "records")  # histories kept on a tape (gateway/tapes.py), joined to REST
 WATCH_HAS = {"ticker": "watchTicker", "depth": "watchOrderBook", "trades": "watchTrades", "records": "watchOHLCV"}
 # the REST call a tape is joined to: a records stream needs the exchange's own candles (not ccxt's emulation)
@@ -79,7 +80,6 @@ UNWATCH = {
     "trades": ("unWatchTrades", "un_watch_trades"),
     "records": ("unWatchOHLCV", "un_watch_ohlcv"),
 }
-MODES = ("off", "on", "auto")
 DEFAULT_MODE = "auto"
 DEFAULT_MAX_AGE_MS = 2000
 HOT_CALLS = 3  # auto: asked this many times ...
@@ -114,7 +114,7 @@ Key = tuple[str, str, str]  # (kind, symbol, timeframe): timeframe only for reco
 
 
 def _family_params(table: dict[str, dict], client: Any) -> dict:
-    return dict(next((p for prefix, p in table.items() if client.id.startswith(prefix)), {}))
+    return next((p for prefix, p in table.items() if client.id.startswith(prefix)), {})
 
 
 @dataclass
@@ -124,7 +124,6 @@ class Stream:
     kind: str
     symbol: str
     timeframe: str = ""
-    started: float = field(default_factory=_now)
     last_used: float = field(default_factory=_now)
     latest: Any = None
     received: float = 0.0  # monotonic time of the latest exchange message
@@ -181,10 +180,14 @@ class RouteStreams:
         self.ws_has: dict[str, bool] = {}
         self.refused: dict[str, str] = {}  # kinds whose stream disagreed with REST: REST only
         self.closing: set[asyncio.Task] = set()
+        self.ticker_params: dict = {}  # what the client's watches need, found once (see TICKER_PARAMS)
+        self.trades_params: dict = {}
         if getattr(ccxtpro, venue.ccxt_id, None) is None:
             self.unsupported = f"ccxt.pro has no {venue.ccxt_id} client"
         elif any(self.modes[kind] != "off" for kind in KINDS):
             self.client, self.handle = hub.client_for(venue)
+            self.ticker_params = _family_params(TICKER_PARAMS, self.client)
+            self.trades_params = _family_params(TRADES_PARAMS, self.client)
             has = self.client.has
             self.ws_has = {kind: bool(has.get(WATCH_HAS[kind])) for kind in KINDS}
             for kind, rest in REST_HAS.items():
@@ -371,10 +374,14 @@ class RouteStreams:
             for hash_ in [h for h in list(ws.subscriptions) if _names_book(h, symbol)]:
                 ws.subscriptions.pop(hash_, None)
 
-    async def close_connection_of(self, symbol: str) -> None:
-        """Close the websocket connection(s) carrying `symbol` (a silent one): ccxt.pro reconnects."""
-        for ws in list(getattr(self.client, "clients", {}).values()):
-            if any(symbol in str(h) for h in list(ws.subscriptions)) or any(symbol in str(h) for h in ws.futures):
+    async def close_connection_of(self, stream: Stream) -> None:
+        """Close the websocket connection carrying a silent `stream`: ccxt.pro reconnects. Where its
+        URL is not known, every connection naming its symbol (closing cancels their watches too)."""
+        clients = getattr(self.client, "clients", {})
+        own = clients.get(stream.url) if stream.url is not None else None
+        symbol = stream.symbol
+        for ws in [own] if own is not None else list(clients.values()):
+            if own is not None or any(symbol in str(h) for h in [*ws.subscriptions, *ws.futures]):
                 with contextlib.suppress(Exception):
                     await ws.close()
 
@@ -478,7 +485,7 @@ class StreamHub:
                 await streams.handle.scope.ready()
                 streams.handle.share_markets()  # by reference; again only when the scope reloads
                 if pending is None:
-                    pending = asyncio.ensure_future(_watch(client, stream))
+                    pending = asyncio.ensure_future(_watch(streams, stream))
                 result = await asyncio.wait_for(asyncio.shield(pending), SILENT_RECONNECT_S)
                 pending = None
                 if stream.tape is not None and _reconnected(client, stream):
@@ -512,7 +519,7 @@ class StreamHub:
                 stream.healthy, stream.error = False, "silent"
                 stream.reconnects += 1
                 metrics.stream_event(route, stream.kind, "reconnect")
-                await streams.close_connection_of(stream.symbol)
+                await streams.close_connection_of(stream)
             except BOOK_ERRORS as exc:
                 pending = _abandon(pending)
                 streams._book_failed(stream, f"{type(exc).__name__}: {str(exc)[:120]}")
@@ -560,8 +567,6 @@ class StreamHub:
                     stream.rest_count = len(rows)
                 if stream.tape.seeded or verdict == JOINED:
                     verdict = streams.offered(stream, more, unlimited=False)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
             stream.error = f"REST seed: {type(exc).__name__}: {str(exc)[:120]}"
             metrics.stream_event(streams.venue.route, stream.kind, "seed_failed")
@@ -579,8 +584,6 @@ class StreamHub:
         stream.next_verify = _now() + stream.verify_every
         try:
             rows = await asyncio.wait_for(_fetch(streams.client, stream, None), SEED_TIMEOUT_S)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
             log.debug("checking the %s stream of %s against REST failed: %s", stream.kind, stream.symbol, exc)
             return
@@ -611,7 +614,7 @@ class StreamHub:
             if key[0] == "records":
                 args = (key[1], key[2])
             elif key[0] == "trades":  # the stream it subscribed (Binance: aggTrade, not ccxt's default)
-                args = (key[1], _family_params(TRADES_PARAMS, client))
+                args = (key[1], dict(streams.trades_params))
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(getattr(client, method)(*args), 2)
         if key[0] == "depth":
@@ -652,7 +655,7 @@ class StreamHub:
                     {
                         "kind": s.kind,
                         "symbol": f"{s.symbol} {s.timeframe}" if s.timeframe else s.symbol,
-                        "healthy": s.healthy and streams._usable(s, now),
+                        "healthy": streams._usable(s, now),
                         "age_ms": None if s.age_ms(now) is None else round(s.age_ms(now), 1),
                         "updates": s.updates,
                         "reconnects": s.reconnects,
@@ -681,15 +684,16 @@ class StreamHub:
         return [count, age]
 
 
-async def _watch(client: Any, stream: Stream) -> Any:
-    """The next update of the stream's kind from ccxt.pro."""
+async def _watch(streams: RouteStreams, stream: Stream) -> Any:
+    """The next update of the stream's kind from ccxt.pro (params copied: ccxt writes into them)."""
     WATCHING.set(stream)  # this task's context: `_count_connections` notes the URL it subscribes on
+    client = streams.client
     if stream.kind == "ticker":
-        return await client.watch_ticker(stream.symbol, _family_params(TICKER_PARAMS, client))
+        return await client.watch_ticker(stream.symbol, dict(streams.ticker_params))
     if stream.kind == "depth":
         return await client.watch_order_book(stream.symbol, _book_limit(client))
     if stream.kind == "trades":
-        return await client.watch_trades(stream.symbol, None, None, _family_params(TRADES_PARAMS, client))
+        return await client.watch_trades(stream.symbol, None, None, dict(streams.trades_params))
     return await client.watch_ohlcv(stream.symbol, stream.timeframe)
 
 
