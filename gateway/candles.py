@@ -23,7 +23,7 @@ from typing import Any
 from gateway import convert, streams
 from gateway.calls import Call
 from gateway.errors import BadRequest, GatewayError, NotSupported, not_supported
-from gateway.fallbacks import feature, group_of
+from gateway.fallbacks import Group, feature, group_of, usable_rows
 from gateway.protocol import decimal_param, int_param
 
 DEFAULT_BARS = 100  # bars built when FMZ gives no limit
@@ -35,9 +35,10 @@ CALENDAR_SECONDS = 7 * 86_400  # week and month candles follow the calendar: not
 
 async def records(call: Call) -> tuple[Any, Any]:
     market, _ = call.market()
-    native = has_native_ohlcv(call.exchange)
-    if not native and not call.has("fetchTrades"):
+    source = records_source(call.exchange, group_of(market))
+    if source is None:
         raise not_supported("GetRecords", call.exchange_id)
+    native = source == "fetchOHLCV"
     period_minutes = decimal_param(call.params, "period", required=False, default=Decimal(60))
     if period_minutes <= 0 or period_minutes * 60 != int(period_minutes * 60):
         raise BadRequest(f"param 'period' must be a positive number of minutes, got {period_minutes}")
@@ -159,11 +160,14 @@ CLOCK_MARGIN_MS = 1_000  # our clock may run ahead of the exchange's by this muc
 PAGE_TIME_RESERVE_S = 1.0  # no further page when less of the call's deadline is left
 
 
-def has_native_ohlcv(exchange: Any) -> bool:
-    """True when ccxt fetches candles from the exchange itself; 'emulated' builds them from one page
-    of trades, and `bars_from_public_trades` does that better (paging, kept trades, gap bars)."""
-    value = exchange.has.get("fetchOHLCV")
-    return bool(value) and value != "emulated"
+def records_source(exchange: Any, group: Group) -> str | None:
+    """The ccxt call GetRecords builds the group's bars from, as its table in gateway/fallbacks.py
+    says (the capability report reads the same rows): `fetchOHLCV` where the exchange has a candle
+    endpoint of its own (ccxt's 'emulated' one builds bars from one page of trades, which
+    `bars_from_public_trades` does better: paging, kept trades, gap bars), else `fetchTrades`;
+    None with neither."""
+    rows = usable_rows(exchange, "GetRecords", group)
+    return rows[0].ccxt if rows else None
 
 
 @dataclass

@@ -133,7 +133,7 @@ def test_trimming_cuts_at_a_millisecond_and_keeps_the_rest_complete(monkeypatch:
 def test_candles_ccxt_only_emulates_are_built_here_too():
     for has, native in ((True, True), ("emulated", False), (False, False), (None, False)):
         exchange = type("X", (), {"has": {"fetchOHLCV": has}})()
-        assert candles.has_native_ohlcv(exchange) is native
+        assert (candles.records_source(exchange, ("spot", None)) == "fetchOHLCV") is native
 
 
 # --- paging, against stub exchanges --------------------------------------------------------------
