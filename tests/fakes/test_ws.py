@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
+from typing import Any
 
 import ccxt.pro as ccxtpro
 import httpx
@@ -22,7 +24,9 @@ from .server import BackgroundServer
 from .ws_hub import WsHub
 
 
-def _pro(kind: str, url: str):
+@contextlib.asynccontextmanager
+async def _pro(kind: str, url: str) -> AsyncIterator[Any]:
+    """An unmodified ccxt.pro client of `kind` whose REST and websocket URLs point at the fake; closed after."""
     exchange = getattr(ccxtpro, kind)({"enableRateLimit": False})
     ws = exchange.urls["api"]["ws"]
     exchange.urls["api"] = rewrite_api_urls({k: v for k, v in exchange.urls["api"].items() if k != "ws"}, url)
@@ -33,7 +37,10 @@ def _pro(kind: str, url: str):
         return re.sub(r"^wss?://", url.replace("http", "ws") + "/", value)
 
     exchange.urls["api"]["ws"] = host_in_path(ws)
-    return exchange
+    try:
+        yield exchange
+    finally:
+        await exchange.close()
 
 
 @pytest.fixture(params=["binance", "okx"])
@@ -47,8 +54,7 @@ def venue(request):
 
 async def test_ticker_and_book_follow_the_engine(venue):
     kind, engine, _, url = venue
-    exchange = _pro(kind, url)
-    try:
+    async with _pro(kind, url) as exchange:
         params = {"name": "ticker"} if kind == "binance" else {}
         ticker = await asyncio.wait_for(exchange.watch_ticker("BTC/USDT", params), 5)
         tick = 0.01 if kind == "binance" else 0.1
@@ -62,21 +68,16 @@ async def test_ticker_and_book_follow_the_engine(venue):
                 break
         assert 60990 < book["bids"][0][0] < 61000 < book["asks"][0][0] < 61001
         assert len(book["bids"]) == len(book["asks"]) == 100  # removed levels are removed
-    finally:
-        await exchange.close()
 
 
 async def test_a_gap_is_caught_by_ccxt(venue):
     kind, _, hub, url = venue
-    exchange = _pro(kind, url)
-    try:
+    async with _pro(kind, url) as exchange:
         await asyncio.wait_for(exchange.watch_order_book("BTC/USDT", 100 if kind == "binance" else None), 5)
         hub.gap("BTC/USDT")
         with pytest.raises((ccxtpro.ChecksumError, ccxtpro.InvalidNonce)):
             for _ in range(10):
                 await asyncio.wait_for(exchange.watch_order_book("BTC/USDT"), 5)
-    finally:
-        await exchange.close()
 
 
 async def test_okx_books_carry_okx_checksums():
@@ -156,8 +157,7 @@ def _facts(trade: dict) -> tuple:
 
 async def test_trades_stream_what_rest_answers(venue):
     kind, engine, hub, url = venue
-    exchange = _pro(kind, url)
-    try:
+    async with _pro(kind, url) as exchange:
         watching = asyncio.ensure_future(exchange.watch_trades("BTC/USDT", params=_trade_params(kind)))
         await _until(lambda: _live(hub) == 1)
         added = [
@@ -178,14 +178,11 @@ async def test_trades_stream_what_rest_answers(venue):
         assert [t["timestamp"] for t in streamed] == [t["time"] for t in added]
         rest = {t["id"]: t for t in await exchange.fetch_trades("BTC/USDT")}
         assert [_facts(t) for t in streamed] == [_facts(rest[i]) for i in ids]
-    finally:
-        await exchange.close()
 
 
 async def test_ohlcv_streams_the_rest_candle_on_a_cadence(venue):
     kind, engine, _, url = venue
-    exchange = _pro(kind, url)
-    try:
+    async with _pro(kind, url) as exchange:
         candles = await asyncio.wait_for(exchange.watch_ohlcv("BTC/USDT", "1m"), 3)
         last = candles[-1]
         assert last[0] % 60000 == 0 and last[0] <= time.time() * 1000 < last[0] + 61000  # the current bar
@@ -201,15 +198,12 @@ async def test_ohlcv_streams_the_rest_candle_on_a_cadence(venue):
         assert 60700 < last[4] < 61700  # the bar follows the price
         rest = await exchange.fetch_ohlcv("BTC/USDT", "1m")
         assert [c for c in rest if c[0] == last[0]] == [last]
-    finally:
-        await exchange.close()
 
 
 async def test_trades_flow_again_after_a_disconnect(venue):
     kind, engine, hub, url = venue
-    exchange = _pro(kind, url)
     params = _trade_params(kind)
-    try:
+    async with _pro(kind, url) as exchange:
         watching = asyncio.ensure_future(exchange.watch_trades("BTC/USDT", params=dict(params)))
         await _until(lambda: _live(hub) == 1)
         before = engine.public_trade("BTC/USDT", "60001.1", "0.01", "buy")
@@ -227,8 +221,6 @@ async def test_trades_flow_again_after_a_disconnect(venue):
         trades = await asyncio.wait_for(watching, 3)
         assert [t["id"] for t in trades] == [after["id"]]  # the new connection does not send old trades again
         assert trades[0]["side"] == "sell" and trades[0]["price"] == 60002.2
-    finally:
-        await exchange.close()
 
 
 async def test_binance_futures_trade_and_kline_events_are_the_rest_rows():
