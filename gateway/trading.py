@@ -92,8 +92,7 @@ class PreparedOrder:
     side: str
     amount: float
     price: float | None
-    params: dict[str, Any] = field(default_factory=dict)
-    client_id: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)  # the client order id travels here
 
 
 @dataclass(frozen=True)
@@ -272,17 +271,17 @@ async def prepare(call: Call, order: OrderRequest, client_id: str | None) -> Pre
         cap_receive_window(call)
     symbol = order.market["symbol"]
     if order.price is not None:
-        return PreparedOrder(symbol, "limit", order.side, float(order.amount), float(order.price), params, client_id)
+        return PreparedOrder(symbol, "limit", order.side, float(order.amount), float(order.price), params)
     if not order.spends_quote:
-        return PreparedOrder(symbol, "market", order.side, float(order.amount), None, params, client_id)
+        return PreparedOrder(symbol, "market", order.side, float(order.amount), None, params)
     if fallbacks.market_buy_by_cost(call.exchange, order.market):  # ccxt's own way to spend quote currency
         params["cost"] = float(order.amount)
-        return PreparedOrder(symbol, "market", "buy", float(order.amount), None, params, client_id)
+        return PreparedOrder(symbol, "market", "buy", float(order.amount), None, params)
     quantity = await _quantity_for_cost(call, order.market, order.amount)
     price = None
     if fallbacks.market_buy_needs_price(call.exchange, order.market):  # ccxt computes the cost from it
         price = await _reference_price(call, symbol, "buy")
-    return PreparedOrder(symbol, "market", "buy", float(quantity), price, params, client_id)
+    return PreparedOrder(symbol, "market", "buy", float(quantity), price, params)
 
 
 async def send(call: Call, prepared: PreparedOrder) -> dict:
