@@ -215,12 +215,18 @@ def test_unknown_order(account: Account):
     assert account.error("cancel", {"id": "BTC_USDT,999999999"}).startswith("OrderNotFound:")
 
 
-def test_history_orders_limit_and_since(account: Account):
+def canceled_buys(account: Account, symbol: str, prices: tuple[str, ...], amount: str) -> list[str]:
+    """Ids of limit buys placed at `prices` and canceled at once, oldest first."""
     ids = []
-    for price in ("41000", "42000", "43000"):
-        placed = account.data("trade", {"symbol": "BTC_USDT", "type": "buy", "price": price, "amount": "0.001"})
+    for price in prices:
+        placed = account.data("trade", {"symbol": symbol, "type": "buy", "price": price, "amount": amount})
         account.data("cancel", {"id": placed["id"]})
         ids.append(placed["id"])
+    return ids
+
+
+def test_history_orders_limit_and_since(account: Account):
+    ids = canceled_buys(account, "BTC_USDT", ("41000", "42000", "43000"), "0.001")
     history = account.data("historyorders", {"symbol": "BTC_USDT", "since": 0, "limit": 2})
     assert [o["id"] for o in history] == ids[1:]  # the newest two, oldest first
     assert all(o["status"] == "canceled" for o in history)
@@ -338,11 +344,7 @@ def test_a_balance_the_exchange_did_not_give_is_an_error_not_zeros(account: Acco
 
 def test_history_orders_limit_counts_finished_orders_only(account: Account):
     """binance's allOrders applies the limit before the open orders are dropped: ask for enough."""
-    cancelled = []
-    for price in ("2000", "2100", "2200"):
-        placed = account.data("trade", {"symbol": "ETH_USDT", "type": "buy", "price": price, "amount": "0.01"})
-        account.data("cancel", {"id": placed["id"]})
-        cancelled.append(placed["id"])
+    cancelled = canceled_buys(account, "ETH_USDT", ("2000", "2100", "2200"), "0.01")
     still_open = [
         account.data("trade", {"symbol": "ETH_USDT", "type": "buy", "price": p, "amount": "0.01"})["id"]
         for p in ("1000", "1001")
