@@ -477,7 +477,7 @@ class StreamHub:
         return client, handle
 
     async def _run(self, streams: RouteStreams, stream: Stream) -> None:
-        client, route = streams.client, streams.venue.route
+        client = streams.client
         backoff = RECONNECT_MIN_S
         pending: asyncio.Future | None = None  # the watch in flight (kept across a quiet spell)
         while self._owns(streams, stream):
@@ -516,9 +516,7 @@ class StreamHub:
                 if stream.tape is not None and not (pending is not None and pending.done()):
                     continue  # a quiet market: trades and candles come when they happen
                 pending = _abandon(pending)  # nothing for a long while: a new connection
-                stream.healthy, stream.error = False, "silent"
-                stream.reconnects += 1
-                metrics.stream_event(route, stream.kind, "reconnect")
+                _stale(streams, stream, "silent")
                 await streams.close_connection_of(stream)
             except BOOK_ERRORS as exc:
                 pending = _abandon(pending)
@@ -541,9 +539,7 @@ class StreamHub:
 
     async def _lost(self, streams: RouteStreams, stream: Stream, exc: BaseException, backoff: float) -> float:
         """A watch failed: stale until a new state arrives, after `backoff` (returned doubled)."""
-        stream.healthy, stream.error = False, f"{type(exc).__name__}: {str(exc)[:120]}"
-        stream.reconnects += 1
-        metrics.stream_event(streams.venue.route, stream.kind, "reconnect")
+        _stale(streams, stream, f"{type(exc).__name__}: {str(exc)[:120]}")
         if stream.kind == "depth":
             streams.forget_book(stream.symbol)
         if stream.tape is not None:  # messages may have been lost: join REST again
@@ -749,6 +745,13 @@ def _reconnected(client: Any, stream: Stream) -> bool:
     lost = stream.generation is not None and generation != stream.generation
     stream.generation = generation
     return lost
+
+
+def _stale(streams: RouteStreams, stream: Stream, error: str) -> None:
+    """Not answered from until a new state arrives; counted as a reconnect."""
+    stream.healthy, stream.error = False, error
+    stream.reconnects += 1
+    metrics.stream_event(streams.venue.route, stream.kind, "reconnect")
 
 
 def _abandon(pending: asyncio.Future | None) -> None:
