@@ -38,7 +38,8 @@ from typing import Any
 import aiohttp
 
 from bench import procs
-from bench.fake import BENCH_SECRET, BY_SYMBOL_PATH, WS_LOG_PATH, key_name
+from bench.fake import BY_SYMBOL_PATH, WS_LOG_PATH, key_name
+from bench.load import envelope
 from bench.procs import log
 
 HOT = "BTC/USDT"
@@ -56,14 +57,8 @@ TARGETS = {
 
 
 def body(method: str, params: dict) -> bytes:
-    envelope = {
-        "access_key": key_name(0),
-        "secret_key": BENCH_SECRET,
-        "nonce": int(time.time() * 1000),
-        "method": method,
-        "params": params,
-    }
-    return json.dumps(envelope, separators=(",", ":")).encode()
+    """An FMZ envelope signed as the bench's first key."""
+    return envelope(method, params, key_name(0))
 
 
 class Gw:
