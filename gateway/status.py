@@ -167,13 +167,20 @@ def markets_state(scope: Any) -> tuple[float | None, str | None]:
     return None, failure[1] if failure else None
 
 
-def route_problems(gateway: Gateway) -> dict[str, str]:
-    """{route: why it cannot serve}; empty when every route can."""
+def route_views(gateway: Gateway) -> dict[str, tuple[Any, Any, float | None, str | None]]:
+    """route -> (venue, market scope, markets age, why the markets never loaded), every known route."""
+    views = {}
+    for name in known_routes(gateway):
+        venue, scope = _scope(gateway, name)
+        views[name] = (venue, scope, *markets_state(scope))
+    return views
+
+
+def route_problems(gateway: Gateway, views: dict | None = None) -> dict[str, str]:
+    """{route: why it cannot serve}; empty when every route can. `views`: `route_views(gateway)`."""
     now = time.time()
     problems = {}
-    for name in known_routes(gateway):
-        _, scope = _scope(gateway, name)
-        _, markets_error = markets_state(scope)
+    for name, (_, _, _, markets_error) in (route_views(gateway) if views is None else views).items():
         health = gateway.board.routes.get(name)
         blocking = health.blocking(now) if health is not None else None
         if markets_error:
@@ -181,7 +188,7 @@ def route_problems(gateway: Gateway) -> dict[str, str]:
         elif blocking:
             detail = f": {health.last_error}" if health is not None and health.last_error else ""
             problems[name] = blocking + detail
-    for name, refusal in sorted(getattr(gateway.venues, "refused", {}).items()):  # server.skip_bad_routes
+    for name, refusal in sorted(gateway.venues.refused.items()):  # server.skip_bad_routes
         problems[name] = f"refused at startup: {refusal}"
     return problems
 
@@ -197,11 +204,10 @@ def snapshot(gateway: Gateway) -> dict[str, Any]:
     """Everything /status shows, as JSON-ready data (times: epoch seconds and ages in seconds)."""
     now = time.time()
     board = gateway.board
-    problems = route_problems(gateway)
+    views = route_views(gateway)
+    problems = route_problems(gateway, views)
     routes = []
-    for name in known_routes(gateway):
-        venue, scope = _scope(gateway, name)
-        age, markets_error = markets_state(scope)
+    for name, (venue, scope, age, markets_error) in views.items():
         health = board.routes.get(name) or RouteHealth(name)
         recent: dict[str, int] = {}
         for _, outcome in health.recent:
@@ -375,11 +381,10 @@ def gauges(gateway: Gateway) -> list:
     up = gauge("route_up", "1 when the route can serve, 0 when /healthz names it", ("route",))
     cooling = gauge("cooldown_remaining_seconds", "Seconds left in the route's cooldown", ("route",))
     budget = gauge("rate_budget_used_ratio", "Share of the route's rate budget in use", ("route",))
-    problems = route_problems(gateway)
+    views = route_views(gateway)
+    problems = route_problems(gateway, views)
     now = time.time()
-    for name in known_routes(gateway):
-        _, scope = _scope(gateway, name)
-        markets_age, _ = markets_state(scope)
+    for name, (_, _, markets_age, _) in views.items():
         if markets_age is not None:
             age.add_metric([name], markets_age)
         up.add_metric([name], 0 if name in problems else 1)
