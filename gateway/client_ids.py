@@ -53,7 +53,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import ccxt.async_support as ccxt
@@ -79,7 +79,6 @@ class ClientIdRule:
     digits: str = "hex"  # "hex" (lowercase 0-9a-f) or "decimal"
     length: int = 32  # total length of the id we derive (prefix included)
     wire_prefix: str = ""  # what ccxt puts in front on the wire and returns in clientOrderId (Gate: "t-")
-    lookup_params: dict = field(default_factory=dict)  # extra params ccxt needs on the lookup call
     markets: tuple[str, ...] = ("spot", "swap", "future")  # market types whose lookup path was verified
 
 
@@ -162,7 +161,6 @@ RULES: tuple[ClientIdRule, ...] = (
         "(cloid: 128-bit hex string); info orderStatus by oid or cloid",
         prefix="0x",
         length=34,
-        lookup_params={},
         markets=("spot", "swap"),
     ),
 )
@@ -235,7 +233,7 @@ def _matching(exchange: Any, rule: ClientIdRule, client_id: str, orders: list[di
 
 async def _fetch_order(exchange: Any, rule: ClientIdRule, market: dict, client_id: str, since_ms: int) -> dict | None:
     try:
-        order = await exchange.fetch_order(None, market["symbol"], {"clientOrderId": client_id, **rule.lookup_params})
+        order = await exchange.fetch_order(None, market["symbol"], {"clientOrderId": client_id})
     except ccxt.OrderNotFound:
         return None
     return _checked(exchange, rule, client_id, order)
