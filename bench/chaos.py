@@ -37,7 +37,7 @@ import yaml
 
 from bench import procs
 from bench.procs import log
-from bench.report import percentile
+from bench.report import number, percentile
 from tests.fakes import binance, faults, okx
 from tests.fakes.server import BackgroundServer, Fault, FaultInjector
 
@@ -450,7 +450,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"{r['kind']:<18}{r['target']:<7}{r['venue']:<8}{r['trades']:>4}{r['struck']:>4}{r['attempts']:>5}"
             f"{r['orders']:>5}{r['duplicates']:>4}{r['real_id']:>7}{r['given_up_placed']:>5}{r['cancel_wrong']:>5}"
-            f"{r['over_deadline']:>5}{_ms(r['max_ms']):>9}  {answer}"
+            f"{r['over_deadline']:>5}{number(r['max_ms'], 0):>9}  {answer}"
         )
     lines.append(
         "n = trades, hit = faults that struck, att = trade calls sent (retries with new nonces included), "
@@ -460,10 +460,6 @@ def table(rows: list[dict[str, Any]]) -> str:
         "(all answers for clean rows)."
     )
     return "\n".join(lines)
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
 
 
 def gateway_config(fakes: dict[str, FakeVenue], args: argparse.Namespace) -> tuple[dict, float, list[str]]:
@@ -603,8 +599,8 @@ def report(doc: dict[str, Any]) -> str:
         f"failed but cancelled: {s['cancel_failed_but_order_cancelled']}",
         f"answers over the deadline         {s['answers_over_deadline']:>6}   of {s['answers']}",
         *(
-            f"answer time, {name:<20}p50 {_ms(t['p50_ms']):>6} ms  p99 {_ms(t['p99_ms']):>6} ms  "
-            f"max {_ms(t['max_ms']):>6} ms  ({t['answers']} answers)"
+            f"answer time, {name:<20}p50 {number(t['p50_ms'], 0):>6} ms  p99 {number(t['p99_ms'], 0):>6} ms  "
+            f"max {number(t['max_ms'], 0):>6} ms  ({t['answers']} answers)"
             for name, t in (("the faulted calls", ft), ("faulted trades", ftt), ("clean trades", ct))
         ),
     ]

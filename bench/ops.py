@@ -46,7 +46,7 @@ from bench import procs
 from bench.fake import STATS_PATH, key_name
 from bench.load import CONNECTION_LIMIT, envelope
 from bench.procs import log
-from bench.report import Target, percentile, targets_table
+from bench.report import Target, number, percentile, targets_table
 from bench.weights import CONTROL_PATH, COUNTS_PATH, LOG_PATH, SPOT_WEIGHT_LIMIT
 
 LATENCY_MS = 50
@@ -648,7 +648,7 @@ def report(doc: dict[str, Any], targets: list[Target]) -> str:
                 f"{m['ccxt_spacing_ms']:>7g}{m['binance_weight'] or 0:>5}{m['calls']:>5}"
                 f"{_pair(m['waited_p50_ms'], m['waited_max_ms']):>19}"
                 f"{_pair(m['required_p50_ms'], m['required_max_ms']):>21}"
-                f"{m['waited_longer_than_required']:>7}{_n(m['answer_p50_ms']):>8}"
+                f"{m['waited_longer_than_required']:>7}{number(m['answer_p50_ms']):>8}"
             )
         u = s["upstream"]
         lines.append(
@@ -681,11 +681,7 @@ def report(doc: dict[str, Any], targets: list[Target]) -> str:
 
 
 def _pair(a: float | None, b: float | None) -> str:
-    return f"{_n(a)}/{_n(b)}"
-
-
-def _n(value: float | None) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1f}"
+    return f"{number(a)}/{number(b)}"
 
 
 def ms(seconds: float) -> float | None:

@@ -37,7 +37,8 @@ def _round(value: float) -> float | None:
     return None if math.isnan(value) else round(value, 3)
 
 
-def _num(value: float | None, digits: int = 1) -> str:
+def number(value: float | None, digits: int = 1) -> str:
+    """`value` with `digits` decimals; "-" for none or NaN."""
     return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
@@ -51,11 +52,11 @@ def matrix_table(cells: list[dict[str, Any]]) -> str:
         d, g = cell["direct"], cell["gateway"]
         lines.append(
             f"{cell['call']:<8}{cell['latency_ms']:>3}ms{cell['concurrency']:>6} | "
-            f"{_num(d['req_per_s']):>9}{_num(d['p50_ms'], 2):>8}{_num(d['p99_ms'], 2):>8} | "
-            f"{_num(g['req_per_s']):>9}{_num(g['p50_ms'], 2):>8}{_num(g['p99_ms'], 2):>8} | "
-            f"{_num(cell['throughput_ratio'], 2):>7}"
-            f"{_num(cell['added_p50_ms'], 2):>8}{_num(cell['added_p99_ms'], 2):>8} | "
-            f"{_num(cell['gateway_cpu_ms_per_req'], 2):>7}{_num(cell['upstream_per_reply'], 2):>7}"
+            f"{number(d['req_per_s']):>9}{number(d['p50_ms'], 2):>8}{number(d['p99_ms'], 2):>8} | "
+            f"{number(g['req_per_s']):>9}{number(g['p50_ms'], 2):>8}{number(g['p99_ms'], 2):>8} | "
+            f"{number(cell['throughput_ratio'], 2):>7}"
+            f"{number(cell['added_p50_ms'], 2):>8}{number(cell['added_p99_ms'], 2):>8} | "
+            f"{number(cell['gateway_cpu_ms_per_req'], 2):>7}{number(cell['upstream_per_reply'], 2):>7}"
             f"{d['errors'] + g['errors']:>5}"
         )
     lines.append(
@@ -72,7 +73,7 @@ def targets_table(targets: list[Target]) -> str:
     lines = []
     for t in targets:
         lines.append(
-            f"{'PASS' if t.passed else 'FAIL'}  {t.name:<{width}}  {_num(t.value, 2):>8} {t.unit:<6} target {t.limit}"
+            f"{'PASS' if t.passed else 'FAIL'}  {t.name:<{width}}  {number(t.value, 2):>8} {t.unit:<6} target {t.limit}"
         )
     return "\n".join(lines)
 
