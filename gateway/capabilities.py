@@ -22,6 +22,7 @@ from typing import Any
 
 import ccxt.async_support as ccxt_async
 
+from gateway.credentials import credential_forms
 from gateway.fallbacks import ANY, GROUP_ORDER, MANY, ONE, TABLES, Group, group_name, route_groups, usable_rows
 from gateway.settings import Venue
 
@@ -154,15 +155,8 @@ def offline_groups(exchange: Any) -> list[Group]:
 def credentials_of(exchange: Any) -> dict:
     """ccxt's required credential fields, and how to write them in FMZ (gateway.credentials)."""
     required = [field for field, needed in (exchange.requiredCredentials or {}).items() if needed]
-    found: dict[str, Any] = {"required": required}
-    from gateway import credentials
-
-    forms = getattr(credentials, "credential_forms", None)
-    if forms is not None:
-        form = forms(exchange.id)
-        found["how_to_write"] = form.get("how_to_write")
-        found["form"] = form
-    return found
+    form = credential_forms(exchange.id)
+    return {"required": required, "how_to_write": form["how_to_write"], "form": form}
 
 
 def _offline_client(venue: Venue | None, exchange_id: str) -> Any:

@@ -148,15 +148,11 @@ def credential_form(exchange_id: str) -> CredentialForm:
     return CredentialForm(exchange_id, required, access, secret)
 
 
-def credential_forms(exchange_class_or_id: Any) -> dict[str, Any]:
-    """For the capability report: the credentials an exchange needs and how to type them in FMZ.
+def credential_forms(exchange_id: str) -> dict[str, Any]:
+    """For the capability report: the credentials a ccxt exchange needs and how to type them in FMZ.
 
     `{"exchange", "required", "access_key", "secret_key", "secret_key_example", "json_example",
-    "how_to_write"}`; accepts a ccxt exchange id, class or instance."""
-    if isinstance(exchange_class_or_id, str):
-        exchange_id = exchange_class_or_id
-    else:
-        exchange_id = getattr(exchange_class_or_id, "id", None) or getattr(exchange_class_or_id, "__name__", "")
+    "how_to_write"}`."""
     return credential_form(exchange_id).describe()
 
 
