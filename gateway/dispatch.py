@@ -35,7 +35,7 @@ from gateway.errors import (
 )
 from gateway.logs import emit
 from gateway.methods import METHODS, lookup
-from gateway.metrics import CALL, CallScope, Metrics
+from gateway.metrics import CALL, CallScope, Metrics, method_label
 from gateway.protocol import Envelope, error_body, parse_envelope, success_body
 from gateway.settings import Settings, Venue
 from gateway.state import OrderNonces, StateStore
@@ -221,13 +221,10 @@ class Gateway:
 
 
 def _method_label(envelope: Envelope | None) -> str:
-    """A bounded label: a known method name, `__api_` for raw calls, `unknown` or `-`."""
+    """A bounded label: a known method's (metrics.method_label), `unknown` or `-` (no envelope)."""
     if envelope is None:
         return "-"
-    method = envelope.method
-    if method in METHODS:
-        return method
-    return "__api_" if method.startswith("__api_") else "unknown"
+    return method_label(envelope.method) if lookup(envelope.method) is not None else "unknown"
 
 
 def _param(value: Any, secrets: tuple[str, ...]) -> str | None:

@@ -196,7 +196,9 @@ def gauge(name: str, documentation: str, labels: tuple[str, ...] = ()) -> GaugeM
 
 
 def method_label(method: str) -> str:
-    """A bounded label for an FMZ method: raw passthrough paths are one label."""
+    """The label of a method `methods.lookup` knows: raw passthrough paths are one label.
+
+    Dispatch labels unknown names `unknown` before calling this; the cut bounds any other caller."""
     return "__api_" if method.startswith("__api_") else method[:32]
 
 

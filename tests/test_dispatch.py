@@ -10,6 +10,7 @@ import pytest
 
 from gateway import metrics
 from gateway.dispatch import Gateway, _method_label
+from gateway.methods import METHODS
 from gateway.protocol import parse_envelope
 from gateway.settings import parse_settings
 from tests.conftest import API_KEY, CANARY_SECRET, Fake, gateway_config
@@ -67,6 +68,11 @@ def test_method_labels():
     assert _method_label(parse_envelope(b'{"method": "GetAccount"}')) == "getaccount"
     assert _method_label(parse_envelope(b'{"method": "__api_/fapi/v2/account"}')) == "__api_"
     assert _method_label(parse_envelope(b'{"method": "frobnicate"}')) == "unknown"
+
+
+def test_every_known_method_is_its_own_label_in_calls_and_retries():
+    for name in METHODS:  # dispatch and metrics.retry share metrics.method_label: no name may be cut
+        assert metrics.method_label(name) == name
 
 
 async def test_a_crash_is_logged_at_error_with_a_scrubbed_traceback(gateway: Gateway, monkeypatch):
