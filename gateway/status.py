@@ -150,9 +150,9 @@ def known_routes(gateway: Gateway) -> list[str]:
 
 
 def _scope(gateway: Gateway, route: str) -> tuple[Any, Any]:
-    try:
-        venue = gateway.venues.get(route)
-    except Exception:
+    """(venue, market scope) a call to `route` would use; reading the page resolves nothing new."""
+    venue = gateway.venues.peek(route)
+    if venue is None:
         return None, None
     return venue, gateway.pool.scopes.get(venue.market_scope)
 
