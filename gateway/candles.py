@@ -23,7 +23,7 @@ from typing import Any
 from gateway import convert, streams
 from gateway.calls import Call
 from gateway.errors import BadRequest, GatewayError, NotSupported, not_supported
-from gateway.fallbacks import Group, feature, group_of, usable_rows
+from gateway.fallbacks import Group, group_of, stated_limit, usable_rows
 from gateway.protocol import decimal_param, int_param
 
 DEFAULT_BARS = 100  # bars built when FMZ gives no limit
@@ -139,13 +139,7 @@ def timeframe_seconds(exchange: Any) -> dict[int, str]:
 
 def ohlcv_max_limit(exchange: Any, market: dict) -> int:
     """The most candles one request returns, from ccxt's `features` where it states it."""
-    return stated_limit(exchange, market, "fetchOHLCV", FALLBACK_PER_REQUEST)
-
-
-def stated_limit(exchange: Any, market: dict, method: str, default: int) -> int:
-    """`features`' `limit` of `method` for the market's type, else `default`."""
-    limit = feature(exchange, group_of(market), method, "limit")
-    return int(limit) if isinstance(limit, int | float) and limit > 0 else default
+    return stated_limit(exchange, group_of(market), "fetchOHLCV", FALLBACK_PER_REQUEST)
 
 
 # --- bars built from public trades, for exchanges without a candle endpoint ---------------------
@@ -269,7 +263,7 @@ async def page_back(call: Call, symbol: str, tape: Tape, wanted_ms: int, period_
 
 def trades_per_request(exchange: Any, market: dict) -> int:
     """Trades one request asks for: ccxt's `features` where it states it, else TRADES_PER_REQUEST."""
-    return stated_limit(exchange, market, "fetchTrades", TRADES_PER_REQUEST)
+    return stated_limit(exchange, group_of(market), "fetchTrades", TRADES_PER_REQUEST)
 
 
 def parse_trades(page: list[dict], since: int | None = None) -> list[tuple[int, float, float]]:

@@ -83,6 +83,12 @@ def feature(exchange: Any, group: Group, method: str, param: str | None = None) 
     return entry.get(param, _MISSING) if isinstance(entry, dict) else _MISSING
 
 
+def stated_limit(exchange: Any, group: Group, method: str, default: int) -> int:
+    """`features`' `limit` of `method` (the most items one request returns) for the group, else `default`."""
+    limit = feature(exchange, group, method, "limit")
+    return int(limit) if isinstance(limit, int | float) and limit > 0 else default
+
+
 def snake(method: str) -> str:
     """ccxt's Python name of a unified method (`fetchOpenOrders` -> `fetch_open_orders`)."""
     return re.sub(r"(?<!^)(?=[A-Z])", "_", method).lower()
@@ -385,8 +391,7 @@ async def _finished_among_orders(call, ask):
     """fetchOrders lists open orders too, and the exchange applies `limit` before we drop them:
     while a full page leaves fewer than `limit` finished orders, ask again for a larger page
     (at most HISTORY_FETCHES requests, the last one for the largest page ccxt says it serves)."""
-    cap = feature(call.exchange, ask.group, "fetchOrders", "limit")
-    cap = int(cap) if isinstance(cap, int | float) and cap > 0 else HISTORY_PAGE_CAP
+    cap = stated_limit(call.exchange, ask.group, "fetchOrders", HISTORY_PAGE_CAP)
     since = history_since(call.exchange, ask.group, "fetchOrders", ask.since)
     params = _params(call, ask, "fetchOrders")
     page, limit, finished = ask.limit, ask.limit, []
