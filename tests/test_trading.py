@@ -10,15 +10,33 @@ import pytest
 from tests.conftest import Account
 
 
-def post_trade(account: Account, nonce: int, price: str = "45000") -> dict:
-    body = {
+def trade_body(account: Account, nonce: int, price: str = "45000", kind: str = "buy") -> dict:
+    return {
         "access_key": account.access_key,
         "secret_key": account.secret_key,
         "nonce": nonce,
         "method": "trade",
-        "params": {"symbol": "BTC_USDT", "type": "buy", "price": price, "amount": "0.001"},
+        "params": {"symbol": "BTC_USDT", "type": kind, "price": price, "amount": "0.001"},
     }
+
+
+def post_trade(account: Account, nonce: int, price: str = "45000") -> dict:
+    body = trade_body(account, nonce, price)
     return account.gateway.http.post(f"{account.gateway.url}/{account.route}", json=body).json()
+
+
+def post_to_replica(account: Account, fake_binance, fake_okx, body: dict) -> dict:
+    """`body` posted to a second gateway started now on the same exchanges (a restart, a replica)."""
+    from gateway.app import create_app
+    from gateway.settings import parse_settings
+    from tests.conftest import gateway_config
+    from tests.fakes.server import BackgroundServer
+
+    replica = BackgroundServer(create_app(parse_settings(gateway_config(fake_binance, fake_okx)))).start()
+    try:
+        return account.gateway.http.post(f"{replica.url}/{account.route}", json=body).json()
+    finally:
+        replica.stop()
 
 
 def test_a_resent_request_does_not_place_a_second_order(account: Account):
@@ -188,25 +206,9 @@ def test_a_rejection_is_answered_at_once_without_a_lookup(account: Account):
 def test_a_restarted_gateway_resending_the_same_nonce_gets_the_existing_order(account: Account, fake_binance, fake_okx):
     """A second gateway (or a restart) derives the same client id; the exchange refuses the
     duplicate, and the existing order is the answer, never an error nor a second order."""
-    from gateway.app import create_app
-    from gateway.settings import parse_settings
-    from tests.conftest import gateway_config
-    from tests.fakes.server import BackgroundServer
-
     nonce = 1730275031047400000
     first = post_trade(account, nonce, "40400")
-    replica = BackgroundServer(create_app(parse_settings(gateway_config(fake_binance, fake_okx)))).start()
-    try:
-        body = {
-            "access_key": account.access_key,
-            "secret_key": account.secret_key,
-            "nonce": nonce,
-            "method": "trade",
-            "params": {"symbol": "BTC_USDT", "type": "buy", "price": "40400", "amount": "0.001"},
-        }
-        again = account.gateway.http.post(f"{replica.url}/{account.route}", json=body).json()
-    finally:
-        replica.stop()
+    again = post_to_replica(account, fake_binance, fake_okx, trade_body(account, nonce, "40400"))
     assert again.get("data", {}).get("id") == first["data"]["id"], again
     assert len(account.data("orders", {"symbol": "BTC_USDT"})) == 1
 
@@ -488,27 +490,11 @@ def test_a_filled_order_resent_to_a_restarted_gateway_is_answered_not_placed_aga
 ):
     """Exchanges refuse a duplicate client id only while the first order is open (Binance); a call
     older than the process is looked up before it is sent, so a filled order is not placed twice."""
-    from gateway.app import create_app
-    from gateway.settings import parse_settings
-    from tests.conftest import gateway_config
-    from tests.fakes.server import BackgroundServer
-
-    nonce = time.time_ns()
-    body = {
-        "access_key": account.access_key,
-        "secret_key": account.secret_key,
-        "nonce": nonce,
-        "method": "trade",
-        "params": {"symbol": "BTC_USDT", "type": "sell", "price": "-1", "amount": "0.001"},
-    }
+    body = trade_body(account, time.time_ns(), "-1", kind="sell")
     first = account.gateway.http.post(f"{account.gateway.url}/{account.route}", json=body).json()
     assert account.data("order", {"id": first["data"]["id"]})["status"] == "filled"
     time.sleep(2.5)  # the replica starts after the call was first sent (beyond the clock-skew allowance)
-    replica = BackgroundServer(create_app(parse_settings(gateway_config(fake_binance, fake_okx)))).start()
-    try:
-        again = account.gateway.http.post(f"{replica.url}/{account.route}", json=body).json()
-    finally:
-        replica.stop()
+    again = post_to_replica(account, fake_binance, fake_okx, body)
     assert again.get("data", {}).get("id") == first["data"]["id"], again
     placed = [o for o in account.fake.engine.orders.values() if o.account == account.access_key]
     assert len(placed) == 1
