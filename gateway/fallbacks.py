@@ -340,11 +340,9 @@ async def _balance(call, ask):
 
 
 # GetOrder
-async def _order(call, ask):
-    return await call.read(None, lambda: call.exchange.fetch_order(ask.order_id, ask.symbol))
-
-
 def _single_order(method: str) -> Asker:
+    """`method(order_id, symbol)`: one order by its id."""
+
     async def ask_one(call, ask):
         return await call.read(None, lambda: _method(call, method)(ask.order_id, ask.symbol))
 
@@ -481,7 +479,7 @@ TABLES: dict[str, tuple[Row, ...]] = {
         Row("fetchOrders", _open_among_orders, note="open ones"),
     ),
     "GetOrder": (
-        Row("fetchOrder", _order),
+        Row("fetchOrder", _single_order("fetchOrder")),
         Row("fetchOpenOrder", _single_order("fetchOpenOrder"), final_miss=False),
         Row("fetchClosedOrder", _single_order("fetchClosedOrder"), final_miss=False),
         Row("fetchOpenOrders", _scan_for_order("fetchOpenOrders"), note="scanned for the id"),
