@@ -27,6 +27,7 @@ import ccxt
 
 from gateway import __version__
 from gateway.metrics import active, gauge
+from gateway.settings import STREAM_KINDS
 
 if TYPE_CHECKING:
     from gateway.dispatch import Gateway
@@ -311,10 +312,7 @@ def stream_state(stream: dict) -> str:
 def _stream_answers(gateway: Gateway) -> dict[tuple[str, str], dict[str, float]]:
     """{(route, kind): {"stream": n, "rest": n}} from the gateway's stream_answers counter."""
     counts: dict[tuple[str, str], dict[str, float]] = {}
-    counter = getattr(getattr(gateway, "metrics", None), "stream_answers", None)
-    if counter is None:
-        return counts
-    for family in counter.collect():
+    for family in gateway.metrics.stream_answers.collect():
         for sample in family.samples:
             if sample.name.endswith("_total"):
                 labels = sample.labels
@@ -326,15 +324,13 @@ def _stream_answers(gateway: Gateway) -> dict[tuple[str, str], dict[str, float]]
 def streams_status(gateway: Gateway) -> list[dict[str, Any]]:
     """Per route and kind (gateway/streams.py's StreamHub.snapshot()): subscriptions by state, the
     age of their data, reconnects, book rebuilds and the share of streamed asks answered from memory."""
-    hub = getattr(gateway.pool, "streams", None)
+    hub = gateway.pool.streams
     if hub is None:
         return []
-    from gateway.streams import KINDS
-
     answers = _stream_answers(gateway)
     rows = []
     for name, route_data in sorted(hub.snapshot().items()):
-        for kind in KINDS:
+        for kind in STREAM_KINDS:
             mine = [s for s in route_data["streams"] if s["kind"] == kind]
             mode = route_data["modes"].get(kind)
             counted = answers.get((name, kind), {"stream": 0, "rest": 0})
