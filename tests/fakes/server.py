@@ -59,7 +59,7 @@ class Fault:
             raise ValueError(f"truncate: one of {TRUNCATE_MODES}, not {self.truncate!r}")
         if not 0 <= self.keep < 1:
             raise ValueError("keep: a share of the body in [0, 1)")
-        if self.handle_after is not None and (self.handled or self.lose_answer or self.truncate):
+        if self.handle_after is not None and self.handles_first:
             raise ValueError("handle_after: the request is handled later, not before the answer")
 
     @property
