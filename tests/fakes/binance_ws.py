@@ -85,7 +85,6 @@ class BinanceDialect:
     async def on_text(self, conn: Connection, text: str) -> None:
         request = json.loads(text)
         method, params, ident = request.get("method"), request.get("params") or [], request.get("id")
-        self.hub.subscribes += method == "SUBSCRIBE"
         for stream in params:
             if method == "SUBSCRIBE":
                 self.subscribe(conn, stream)

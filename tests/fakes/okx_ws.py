@@ -92,7 +92,6 @@ class OkxDialect:
                 continue
             stream = f"{channel}:{ident}"
             if op == "subscribe":
-                self.hub.subscribes += 1
                 # a repeated subscribe starts the channel again: a fresh snapshot follows
                 bar = candle_bar(channel) or ""
                 last_trade = self.hub.newest_trade(inst.key)

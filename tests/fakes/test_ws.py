@@ -21,7 +21,6 @@ from gateway.venues import rewrite_api_urls
 from . import binance, okx
 from .okx_ws import checksum
 from .server import BackgroundServer
-from .ws_hub import WsHub
 
 
 @contextlib.asynccontextmanager
@@ -142,11 +141,6 @@ async def _until(predicate: Callable[[], bool], timeout: float = 3) -> None:
         await asyncio.sleep(0.01)
 
 
-def _live(hub: WsHub) -> int:
-    """Subscriptions on connections still open (a closed one lingers in `hub.connections` a moment)."""
-    return sum(len(c.subscriptions) for c in list(hub.connections) if not c.closed)
-
-
 def _trade_params(kind: str) -> dict:
     return {"name": "aggTrade"} if kind == "binance" else {}
 
@@ -159,7 +153,7 @@ async def test_trades_stream_what_rest_answers(venue):
     kind, engine, hub, url = venue
     async with _pro(kind, url) as exchange:
         watching = asyncio.ensure_future(exchange.watch_trades("BTC/USDT", params=_trade_params(kind)))
-        await _until(lambda: _live(hub) == 1)
+        await _until(lambda: hub.subscribed() == 1)
         added = [
             engine.public_trade("BTC/USDT", "60010.1", "0.0123", "buy"),
             engine.public_trade("BTC/USDT", "59990.2", "0.5", "sell"),
@@ -205,7 +199,7 @@ async def test_trades_flow_again_after_a_disconnect(venue):
     params = _trade_params(kind)
     async with _pro(kind, url) as exchange:
         watching = asyncio.ensure_future(exchange.watch_trades("BTC/USDT", params=dict(params)))
-        await _until(lambda: _live(hub) == 1)
+        await _until(lambda: hub.subscribed() == 1)
         before = engine.public_trade("BTC/USDT", "60001.1", "0.01", "buy")
         assert [t["id"] for t in await asyncio.wait_for(watching, 3)] == [before["id"]]
         watching = asyncio.ensure_future(exchange.watch_trades("BTC/USDT", params=dict(params)))
@@ -215,7 +209,7 @@ async def test_trades_flow_again_after_a_disconnect(venue):
             await asyncio.wait_for(watching, 3)
         connects = hub.connects
         watching = asyncio.ensure_future(exchange.watch_trades("BTC/USDT", params=dict(params)))
-        await _until(lambda: _live(hub) == 1)
+        await _until(lambda: hub.subscribed() == 1)
         assert hub.connects == connects + 1
         after = engine.public_trade("BTC/USDT", "60002.2", "0.02", "sell")
         trades = await asyncio.wait_for(watching, 3)

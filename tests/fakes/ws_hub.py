@@ -77,7 +77,6 @@ class WsHub:
         self.gaps: set[str] = set()
         self.bad_checksums: set[str] = set()
         self.crosses: set[str] = set()
-        self.subscribes = 0  # subscribe requests seen (tests count resubscriptions)
         self.connects = 0
         self._lock = threading.Lock()
         self._ticker: asyncio.Task | None = None
@@ -137,7 +136,8 @@ class WsHub:
         return sorted(trades, key=lambda t: int(t["id"]))
 
     def subscribed(self) -> int:
-        return sum(len(c.subscriptions) for c in list(self.connections))
+        """Subscriptions on connections still open (a closed one lingers in `connections` a moment)."""
+        return sum(len(c.subscriptions) for c in list(self.connections) if not c.closed)
 
     # --- plumbing ---------------------------------------------------------------------------
     def _soon(self, fn: Any) -> None:
