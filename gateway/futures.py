@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -11,11 +13,10 @@ import ccxt.async_support as ccxt
 
 from gateway import convert
 from gateway.calls import Call
-from gateway.errors import BadRequest, not_supported
+from gateway.errors import BadRequest, in_context, not_supported
 from gateway.fallbacks import Ask, Group, answer, group_of, route_groups, scopes, usable_rows
 from gateway.protocol import int_param
 from gateway.symbols import RELATIVE_CONTRACTS, FmzSymbol, SymbolRange, parse_symbol
-from gateway.trading import leverage_lock
 
 DEFAULT_FUNDING_INTERVAL_MS = 8 * 3600_000
 INTERVAL_RETRY_AFTER = 60.0
@@ -199,6 +200,40 @@ async def leverage_already_at(call: Call, symbol: str, level: int, failure: Exce
         return False
     levels = {convert.num(current.get(side)) for side in ("longLeverage", "shortLeverage")} - {0}
     return levels == {level}
+
+
+@contextlib.asynccontextmanager
+async def leverage_lock(call: Call, symbol: str) -> AsyncIterator[None]:
+    """Held while a key changes a contract's leverage: its orders for that contract wait for it."""
+    locks: dict = call.exchange.__dict__.setdefault("_gateway_leverage_locks", {})
+    lock = locks.get(symbol)
+    if lock is None:
+        lock = locks[symbol] = asyncio.Lock()
+    async with lock:
+        yield
+
+
+async def apply_pending_leverage(call: Call, market: dict) -> None:
+    """A SetMarginLevel that arrived (io code 0) without a symbol applies before the next opening order.
+
+    Called under `leverage_lock`: a concurrent order waits for the change instead of trading at
+    the old leverage. A level the exchange refuses fails one order, with the reason, and later orders
+    trade at the contract's current level; a change that failed on the way is tried again."""
+    state = call.state
+    if state is None or state.margin_level is None or not call.has("setLeverage"):
+        return
+    symbol = market["symbol"]
+    if symbol in state.leverage_settled:
+        return
+    try:
+        await change_leverage(call, state.margin_level, symbol)
+    except ccxt.BaseError as exc:
+        if not await leverage_already_at(call, symbol, state.margin_level, exc):
+            if isinstance(exc, ccxt.ExchangeError):  # the exchange answered no: later orders trade as it is
+                state.leverage_settled.add(symbol)
+            context = f"SetMarginLevel({state.margin_level}) failed for {symbol}, so the order was not sent"
+            raise in_context(exc, context) from None
+    state.leverage_settled.add(symbol)  # set (or already at it); a network failure leaves it pending
 
 
 async def fundings(call: Call) -> tuple[Any, Any]:

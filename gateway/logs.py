@@ -89,7 +89,22 @@ def _value(value: Any) -> str:
 
 def emit(logger: logging.Logger, level: int, event: str, fields: dict[str, Any]) -> None:
     """One structured line: the text for text logs, the fields (plus `event`) for JSON logs."""
-    logger.log(level, line(event, fields), extra={"fields": {"event": event, **fields}})
+    logger.log(level, _Line(event, fields), extra={"fields": {"event": event, **fields}})
+
+
+class _Line:
+    """A record's message, `line(event, fields)`, built when a handler first formats it: JSON logs
+    read the record's fields and never need the text."""
+
+    __slots__ = ("_event", "_fields", "_text")
+
+    def __init__(self, event: str, fields: dict[str, Any]) -> None:
+        self._event, self._fields, self._text = event, fields, None
+
+    def __str__(self) -> str:
+        if self._text is None:
+            self._text = line(self._event, self._fields)
+        return self._text
 
 
 def log_startup(

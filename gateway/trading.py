@@ -17,12 +17,10 @@ gateway or a second replica derive the same id, and the exchange itself refuses 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
@@ -40,6 +38,7 @@ from gateway.errors import (
     error_message,
     in_context,
 )
+from gateway.futures import apply_pending_leverage, leverage_lock
 from gateway.outcomes import Outcome, classify
 from gateway.protocol import decimal_param, str_param
 from gateway.settle import CANCELLED_STATUSES, receive_window_ms, settle_cancel, settle_placement
@@ -386,42 +385,6 @@ def favourable_price(call: Call, market: dict, price: Decimal, side: str) -> Dec
     if rounded <= 0:
         raise BadRequest(f"price {price} rounds to 0 for {market['symbol']}")
     return rounded
-
-
-@contextlib.asynccontextmanager
-async def leverage_lock(call: Call, symbol: str) -> AsyncIterator[None]:
-    """Held while a key changes a contract's leverage: its orders for that contract wait for it."""
-    locks: dict = call.exchange.__dict__.setdefault("_gateway_leverage_locks", {})
-    lock = locks.get(symbol)
-    if lock is None:
-        lock = locks[symbol] = asyncio.Lock()
-    async with lock:
-        yield
-
-
-async def apply_pending_leverage(call: Call, market: dict) -> None:
-    """A SetMarginLevel that arrived (io code 0) without a symbol applies before the next opening order.
-
-    Called under `leverage_lock`: a concurrent order waits for the change instead of trading at
-    the old leverage. A level the exchange refuses fails one order, with the reason, and later orders
-    trade at the contract's current level; a change that failed on the way is tried again."""
-    state = call.state
-    if state is None or state.margin_level is None or not call.has("setLeverage"):
-        return
-    symbol = market["symbol"]
-    if symbol in state.leverage_settled:
-        return
-    from gateway.futures import change_leverage, leverage_already_at  # futures imports this module
-
-    try:
-        await change_leverage(call, state.margin_level, symbol)
-    except ccxt.BaseError as exc:
-        if not await leverage_already_at(call, symbol, state.margin_level, exc):
-            if isinstance(exc, ccxt.ExchangeError):  # the exchange answered no: later orders trade as it is
-                state.leverage_settled.add(symbol)
-            context = f"SetMarginLevel({state.margin_level}) failed for {symbol}, so the order was not sent"
-            raise in_context(exc, context) from None
-    state.leverage_settled.add(symbol)  # set (or already at it); a network failure leaves it pending
 
 
 async def is_hedged(call: Call, market: dict) -> bool:

@@ -128,9 +128,9 @@ async def test_a_leverage_change_that_timed_out_is_tried_again_by_the_next_order
     call.state = TradingState(margin_level=20)
     market = {"symbol": "BTC/USDT:USDT", "type": "swap", "contract": True}
     with pytest.raises(GatewayError, match="SetMarginLevel"):
-        await trading.apply_pending_leverage(call, market)
+        await futures.apply_pending_leverage(call, market)
     with pytest.raises(GatewayError, match="SetMarginLevel"):  # the next order tries again
-        await trading.apply_pending_leverage(call, market)
+        await futures.apply_pending_leverage(call, market)
     assert len(attempts) == 2
 
 
