@@ -206,7 +206,7 @@ class MarketScope:
             watch = LoadWatch(self.master)
             markets_file = getattr(self.master, "_gateway_markets_file", None)
             if markets_file:
-                await _load_markets_file(self.master, markets_file)
+                await _load_markets_file(self.master, markets_file, watch)
             else:
                 await self.master.load_markets(reload)
             self.state = self.state | watch.changes()
@@ -232,14 +232,15 @@ def _log_reload_failure(task: asyncio.Task) -> None:
         log.warning("markets reload failed, keeping the previous markets: %s", type(task.exception()).__name__)
 
 
-async def _load_markets_file(master: Any, path: str) -> None:
+async def _load_markets_file(master: Any, path: str, watch: LoadWatch) -> None:
     """Markets from a file, in the state a load from the exchange leaves; nothing is sent.
 
     The class's own `load_markets(reload=True)` runs with the file standing in for the
     exchange's answers (its `fetch_markets` and `fetch_currencies` return the file's), so ccxt
     rebuilds everything it derives from markets and currencies (`set_markets`, a class's own
     indexes). A snapshot then restores the options no rebuild can make (what `fetch_markets`
-    kept from the raw answers)."""
+    kept from the raw answers). `watch`: the master before this load (what the load rebuilt wins
+    over the snapshot)."""
     try:
         parsed = read_markets_file(path, master.id)
     except MarketsFileError as exc:
@@ -253,14 +254,13 @@ async def _load_markets_file(master: Any, path: str) -> None:
     async def file_currencies(params: dict | None = None) -> dict | None:
         return currencies
 
-    watch = LoadWatch(master)
     master.fetch_markets, master.fetch_currencies = file_markets, file_currencies
     try:
         await master.load_markets(reload=True)
     finally:
         del master.fetch_markets, master.fetch_currencies
-    rebuilt = watch.changes()
     if snapshot:
+        rebuilt = watch.changes()
         for key, value in snapshot.get("options", {}).items():
             if key not in rebuilt.option_keys:
                 master.options[key] = value
