@@ -232,12 +232,13 @@ async def _read(call: Any, ask: Ask, key: tuple, factory: Callable[[], Awaitable
     return await call.read(key if ask.shared else None, factory)
 
 
-def _params(call: Any, ask: Ask, method: str) -> dict:
+def ask_params(call: Any, ask: Ask, method: str) -> dict:
     """The params that make `method` reach the ask's account (see scope_params), if it is scoped."""
     return scope_params(call.exchange, method, ask.group) if ask.scoped else {}
 
 
-def _key(params: dict, *parts: Any) -> tuple:
+def params_key(params: dict, *parts: Any) -> tuple:
+    """A shared read's key: `parts`, then the params it sends (sorted): asks of two accounts never share."""
     return (*parts, tuple(sorted(params.items())))
 
 
@@ -283,8 +284,8 @@ def _many(kind: str, method: str) -> Asker:
 
     async def ask_many(call, ask):
         symbols = None if ask.whole else list(ask.symbols)
-        params = _params(call, ask, method)
-        key = _key(params, kind, None if ask.whole else ask.symbols)
+        params = ask_params(call, ask, method)
+        key = params_key(params, kind, None if ask.whole else ask.symbols)
         return await _read(call, ask, key, lambda: _method(call, method)(symbols, params))
 
     return ask_many
@@ -335,8 +336,8 @@ async def _trades(call, ask):
 
 # GetAccount / GetAssets
 async def _balance(call, ask):
-    params = _params(call, ask, "fetchBalance")
-    return await _read(call, ask, _key(params, "balance"), lambda: call.exchange.fetch_balance(params))
+    params = ask_params(call, ask, "fetchBalance")
+    return await _read(call, ask, params_key(params, "balance"), lambda: call.exchange.fetch_balance(params))
 
 
 # GetOrder
@@ -362,12 +363,12 @@ def _scan_for_order(method: str) -> Asker:
 
 # GetOrders
 async def _open_orders(call, ask):
-    params = _params(call, ask, "fetchOpenOrders")
+    params = ask_params(call, ask, "fetchOpenOrders")
     return await call.read(None, lambda: call.exchange.fetch_open_orders(ask.symbol, None, None, params))
 
 
 async def _open_among_orders(call, ask):
-    params = _params(call, ask, "fetchOrders")
+    params = ask_params(call, ask, "fetchOrders")
     listed = await call.read(None, lambda: call.exchange.fetch_orders(ask.symbol, None, None, params))
     return [o for o in listed if o.get("status") == "open"]
 
@@ -391,7 +392,7 @@ async def _finished_among_orders(call, ask):
     (at most HISTORY_FETCHES requests, the last one for the largest page ccxt says it serves)."""
     cap = stated_limit(call.exchange, ask.group, "fetchOrders", HISTORY_PAGE_CAP)
     since = history_since(call.exchange, ask.group, "fetchOrders", ask.since)
-    params = _params(call, ask, "fetchOrders")
+    params = ask_params(call, ask, "fetchOrders")
     page, limit, finished = ask.limit, ask.limit, []
     for attempt in range(HISTORY_FETCHES):
         try:
@@ -412,7 +413,7 @@ async def _finished_among_orders(call, ask):
 
 async def _canceled_and_closed(call, ask):
     since = history_since(call.exchange, ask.group, "fetchClosedOrders", ask.since)
-    params = _params(call, ask, "fetchCanceledAndClosedOrders")
+    params = ask_params(call, ask, "fetchCanceledAndClosedOrders")
     return await call.read(
         None, lambda: call.exchange.fetch_canceled_and_closed_orders(ask.symbol, since, ask.limit, params)
     )
@@ -420,12 +421,12 @@ async def _canceled_and_closed(call, ask):
 
 async def _closed_and_canceled(call, ask):
     since = history_since(call.exchange, ask.group, "fetchClosedOrders", ask.since)
-    params = _params(call, ask, "fetchClosedOrders")
+    params = ask_params(call, ask, "fetchClosedOrders")
     closed = await call.read(None, lambda: call.exchange.fetch_closed_orders(ask.symbol, since, ask.limit, params))
     if not call.has("fetchCanceledOrders"):
         return closed
     canceled_since = history_since(call.exchange, ask.group, "fetchClosedOrders", since, days_key="daysBackCanceled")
-    canceled_params = _params(call, ask, "fetchCanceledOrders")
+    canceled_params = ask_params(call, ask, "fetchCanceledOrders")
     try:
         canceled = await call.read(
             None, lambda: call.exchange.fetch_canceled_orders(ask.symbol, canceled_since, ask.limit, canceled_params)
@@ -439,7 +440,7 @@ async def _closed_and_canceled(call, ask):
 # GetPositions
 async def _positions(call, ask):
     symbols = [ask.symbol] if ask.symbol else None
-    params = _params(call, ask, "fetchPositions")
+    params = ask_params(call, ask, "fetchPositions")
     return await call.read(None, lambda: call.exchange.fetch_positions(symbols, params))
 
 

@@ -18,7 +18,7 @@ import ccxt.async_support as ccxt
 from gateway import convert, streams
 from gateway.calls import Call
 from gateway.errors import BadRequest
-from gateway.fallbacks import GROUP_ORDER, Ask, Group, answer, group_of, route_groups, scope_params, scopes
+from gateway.fallbacks import GROUP_ORDER, Ask, Group, answer, ask_params, group_of, params_key, route_groups, scopes
 from gateway.protocol import int_param
 from gateway.symbols import FmzSymbol, SymbolRange
 
@@ -222,8 +222,8 @@ async def _tickers_with_quotes(call: Call, ask: Ask) -> dict:
     result = await answer(call, "GetTickers", ask)
     if call.has("fetchBidsAsks") and any(t.get("bid") is None for t in result.values()):
         symbols = None if ask.whole else list(ask.symbols)
-        params = scope_params(call.exchange, "fetchBidsAsks", ask.group) if ask.scoped else {}
-        key = ("bidsasks", None if ask.whole else ask.symbols, tuple(sorted(params.items())))
+        params = ask_params(call, ask, "fetchBidsAsks")
+        key = params_key(params, "bidsasks", None if ask.whole else ask.symbols)
         quotes = await call.read(key, lambda: call.exchange.fetch_bids_asks(symbols, params))
         result = {s: {**t, **_best_prices(quotes.get(s))} for s, t in result.items()}
     return result
