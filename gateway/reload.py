@@ -154,11 +154,10 @@ def apply(gateway: Any, prepared: Prepared) -> ReloadReport:
 
 
 def _forget_cached_answers(gateway: Any, routes: set[str]) -> None:
-    """Public answers cached for a route that changed or went away (keys start with the route)."""
-    entries = getattr(getattr(gateway, "public_cache", None), "_entries", None)
-    if entries is None or not routes:
-        return
-    for key in [k for k in list(entries.keys()) if isinstance(k, tuple) and k and k[0] in routes]:
+    """Public answers cached for a route that changed or went away (keys start with the route:
+    gateway/calls.py)."""
+    entries = gateway.public_cache._entries
+    for key in [key for key in list(entries) if key[0] in routes]:
         entries.pop(key, None)
 
 
