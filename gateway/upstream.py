@@ -22,10 +22,10 @@ import aiohttp
 import ccxt.async_support as ccxt
 
 from gateway import metrics
+from gateway.credentials import SECRET_FIELDS
 from gateway.errors import error_message
 
 _STATUS: ContextVar[list | None] = ContextVar("fmz_gateway_upstream_status", default=None)
-SECRET_ATTRIBUTES = ("secret", "password", "privateKey", "token", "twofa")
 
 
 def instrument(exchange: Any, route: str) -> None:
@@ -78,7 +78,7 @@ def _record(
         outcome = classify(status, exc)
         error = None
         if outcome != "ok" and exc is not None and outcome != "cancelled":
-            secrets = tuple(v for v in (getattr(exchange, a, None) for a in SECRET_ATTRIBUTES) if isinstance(v, str))
+            secrets = tuple(v for v in (getattr(exchange, a, None) for a in SECRET_FIELDS) if isinstance(v, str))
             error = error_message(exc, secrets)[:1000]  # scrubbed whole: a cut must not split a secret
             if status is not None:
                 error = f"HTTP {status}: {error}"
