@@ -122,10 +122,12 @@ async def fetch_candles(
     return [rows[t] for t in sorted(rows)][-count:]
 
 
+_TIMEFRAMES: dict[type, dict[int, str]] = {}
+
+
 def timeframe_seconds(exchange: Any) -> dict[int, str]:
     """{seconds: ccxt timeframe} for the exchange, computed once per exchange class."""
-    cls = type(exchange)
-    cached = cls.__dict__.get("_gateway_timeframes")
+    cached = _TIMEFRAMES.get(type(exchange))
     if cached is None:
         cached = {}
         for timeframe in exchange.timeframes or {}:
@@ -133,7 +135,7 @@ def timeframe_seconds(exchange: Any) -> dict[int, str]:
                 cached.setdefault(int(exchange.parse_timeframe(timeframe)), timeframe)
             except Exception:  # a timeframe ccxt itself cannot parse is simply not offered
                 continue
-        cls._gateway_timeframes = cached
+        _TIMEFRAMES[type(exchange)] = cached
     return cached
 
 
