@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
 
 from bench import procs
 from bench.procs import log
@@ -502,16 +501,6 @@ def gateway_config(fakes: dict[str, FakeVenue], args: argparse.Namespace) -> tup
     return config, float(deadline), notes
 
 
-def start_gateway(workdir: Path, config: dict) -> procs.Child:
-    port = procs.free_port()
-    config_path = workdir / "gateway-chaos.yaml"
-    config_path.write_text(yaml.safe_dump(config))
-    args = ["-m", "gateway", "serve", "--config", str(config_path), "--port", str(port)]
-    child = procs._spawn("gateway-chaos", args, f"http://127.0.0.1:{port}", workdir)
-    child.wait_ready("/healthz")
-    return child
-
-
 async def warm_up(gateway: Gateway, keys: dict[str, list[str]], gw: procs.Child) -> None:
     """Unmeasured: markets and every key's client; stops the bench if a venue does not work."""
     for venue, venue_keys in keys.items():
@@ -530,7 +519,7 @@ async def chaos(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         config, deadline, notes = gateway_config(fakes, args)
         for note in notes:
             log(f"  {note}")
-        gw = start_gateway(workdir, config)
+        gw = procs.spawn_gateway(workdir, "gateway-chaos", config)
         try:
             trades = plan(args, keys)
             async with Gateway(gw.url, timeout=deadline + args.client_slack) as gateway:

@@ -40,10 +40,9 @@ from typing import Any
 
 import aiohttp
 import ccxt.async_support as ccxt_async
-import yaml
 
 from bench import procs
-from bench.fake import STATS_PATH, key_name
+from bench.fake import key_name
 from bench.load import CONNECTION_LIMIT, envelope
 from bench.procs import log
 from bench.report import Target, number, percentile, targets_table
@@ -62,12 +61,8 @@ WAIT_TOLERANCE_S = 0.005  # timer and event-loop granularity when comparing wait
 
 
 def start_fake(workdir: Path, name: str, weight_limit: int) -> procs.Child:
-    port = procs.free_port()
-    args = ["-m", "bench.fake", "--port", str(port), "--latency-ms", str(LATENCY_MS), "--keys", str(KEYS)]
-    args += ["--ops", "--weight-limit", str(weight_limit)]
-    child = procs._spawn(f"fake-{name}", args, f"http://127.0.0.1:{port}", workdir)
-    child.wait_ready(STATS_PATH)
-    return child
+    extra = ("--ops", "--weight-limit", str(weight_limit))
+    return procs.start_fake(workdir, LATENCY_MS, KEYS, extra, name=f"fake-{name}")
 
 
 REST_ONLY = {"ticker": "off", "depth": "off", "trades": "off", "records": "off"}
@@ -78,23 +73,13 @@ def start_gateway(workdir: Path, fake_url: str, name: str, extra: dict | None = 
 
     Websocket answers are off here (REST_ONLY): this bench measures the REST path, its rate
     budgets and deadlines; `scripts/bench --streams` measures the streamed one."""
-    port = procs.free_port()
     config = {
         "server": {"log_level": "warning"},
         "allow_any_ccxt_exchange": False,
         "exchanges": {"binance": {"ccxt": "binance", "api_base": fake_url, "streams": REST_ONLY}},
         **(extra or {}),
     }
-    path = workdir / f"gateway-{name}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    child = procs._spawn(
-        f"gateway-{name}",
-        ["-m", "gateway", "serve", "--config", str(path), "--port", str(port)],
-        f"http://127.0.0.1:{port}",
-        workdir,
-    )
-    child.wait_ready("/healthz")
-    return child
+    return procs.spawn_gateway(workdir, f"gateway-{name}", config)
 
 
 class Bench:

@@ -119,24 +119,31 @@ def _spawn(name: str, args: list[str], url: str, workdir: Path) -> Child:
     return child
 
 
-def start_fake(workdir: Path, latency_ms: float, keys: int, extra: tuple[str, ...] = ()) -> Child:
-    """`extra`: more bench/fake.py options (e.g. --ws-interval, --extra-symbols, --move)."""
+def start_fake(
+    workdir: Path, latency_ms: float, keys: int, extra: tuple[str, ...] = (), name: str | None = None
+) -> Child:
+    """`extra`: more bench/fake.py options (e.g. --ws-interval, --extra-symbols, --move, --ops)."""
     port = free_port()
     args = ["-m", "bench.fake", "--port", str(port), "--latency-ms", str(latency_ms), "--keys", str(keys), *extra]
-    child = _spawn(f"fake-binance-{latency_ms:g}ms", args, f"http://127.0.0.1:{port}", workdir)
+    child = _spawn(name or f"fake-binance-{latency_ms:g}ms", args, f"http://127.0.0.1:{port}", workdir)
     child.wait_ready(STATS_PATH)
     return child
 
 
 def start_gateway(workdir: Path, fake_url: str, name: str = "gateway", exchanges: dict | None = None) -> Child:
     """`exchanges`: the config's routes instead of the one `binance` route on the fake."""
-    port = free_port()
     config = {
         "server": {"log_level": "warning"},
         "allow_any_ccxt_exchange": False,
         "exchanges": exchanges
         or {"binance": {"ccxt": "binance", "api_base": fake_url, "ccxt_config": {"enableRateLimit": False}}},
     }
+    return spawn_gateway(workdir, name, config)
+
+
+def spawn_gateway(workdir: Path, name: str, config: dict[str, Any]) -> Child:
+    """The gateway serving `config` (written into `workdir`), once its /healthz answers."""
+    port = free_port()
     config_path = Path(tempfile.mkstemp(prefix=f"{name}-", suffix=".yaml", dir=workdir)[1])
     config_path.write_text(yaml.safe_dump(config))
     args = ["-m", "gateway", "serve", "--config", str(config_path), "--port", str(port)]
