@@ -70,7 +70,7 @@ class VenueRegistry:
     def peek(self, route: str) -> Venue | None:
         """The venue a call to `route` would get, or None (unknown or refused); caches nothing."""
         name = route.lower()
-        venue = self._cache.get(name) or self.configured.get(name)
+        venue = self._cache.get(name)  # the configured routes and every ccxt id resolved so far
         if venue is None and name not in self.refused and self.allow_any and name in CCXT_EXCHANGES:
             venue = Venue(route=name, ccxt_id=name)
         return venue
