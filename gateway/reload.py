@@ -262,7 +262,7 @@ class _Retirement:
     def _drop_orphan_scopes(self, pool: Any, registry: VenueRegistry, grace: float) -> int:
         """Markets no current route can use any more (their master is closed after the grace)."""
         wanted = set()
-        routes = set(registry.resolved()) | set(registry.configured) | pool.held_routes() | self.suspects
+        routes = set(registry.resolved()) | pool.held_routes() | self.suspects  # resolved: configured ones too
         for route in routes:
             venue = registry.peek(route)
             if venue is not None:
