@@ -53,7 +53,6 @@ WITHOUT_SYMBOL = ("GetOrders", "GetHistoryOrders", "GetPositions", "GetFundings"
 TABLE_FUNCTIONS = tuple(f for f in FUNCTIONS if f not in ("GetMarkets", "GetAssets"))
 MARKS = {NATIVE: "✓", FALLBACK: "◐", UNSUPPORTED: "·"}
 GENERATED = "(generated: python -m gateway.capabilities --update README.md)"
-README_BLOCKS = ("fallbacks", "capabilities")  # <!-- <name>:begin ... --> ... <!-- <name>:end -->
 CASES = {ANY: "", ONE: "one instrument", MANY: "no symbol, or a range"}
 
 
