@@ -9,7 +9,8 @@ fetchOpenOrder / fetchClosedOrder; the next rows are exactly those; a listing th
 symbol raises ArgumentsRequired before sending anything). `features`' `symbolRequired` is
 reported, not obeyed: it overstates some exchanges (kucoin lists open orders without one).
 `answer()` runs a table; `usable_rows()` is what the capability report (gateway/capabilities.py)
-reads, so the report cannot drift from behaviour.
+and GetRecords (gateway/candles.py, whose rows it runs itself) read, so the report cannot drift
+from behaviour.
 
 Accounts: ccxt picks the account a call without a symbol reaches from `options` (`defaultType`,
 `defaultSubType`, or the method's own entry): Hyperliquid and Bybit default to swap, Binance to
