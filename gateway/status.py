@@ -7,7 +7,7 @@ latencies, the last call of every key the pool caches, the last 50 failures.
 `RouteHealth` is the interface for the rest of the gateway: the upstream instrumentation
 (gateway/upstream.py) fills the upstream fields; a rate limiter fills `cooldown_until`,
 `cooldown_reason`, `budget_used` and `budget_limit`, through `gateway.metrics.cooldown()` and
-`gateway.metrics.budget()` or directly (`gateway.status.route(route)`); the page shows what is set.
+`gateway.metrics.budget()`; the page shows what is set.
 
 A route cannot serve (`/healthz` answers 503 naming it) when its markets never loaded, or its
 exchange's last answer, within HEALTH_WINDOW seconds, was a refused connection, a 429 or a 418.
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import ccxt
 
 from gateway import __version__
-from gateway.metrics import active, gauge
+from gateway.metrics import gauge
 from gateway.settings import STREAM_KINDS
 
 if TYPE_CHECKING:
@@ -131,12 +131,6 @@ class StatusBoard:
             clients[key] = (key_id, method, now, "ok" if ok else (error or "").partition(":")[0])
             if len(clients) > self.max_keys:
                 del clients[next(iter(clients))]
-
-
-def route(route: str) -> RouteHealth | None:
-    """The RouteHealth of the gateway serving the current call (or the newest gateway)."""
-    target = active()
-    return target.board.route(route) if target is not None else None
 
 
 # --- reading it all ------------------------------------------------------------------------------
