@@ -46,7 +46,6 @@ from gateway.settings import Settings, SettingsError, Venue, load_settings
 from gateway.venues import VenueRegistry, alias_problems
 
 log = logging.getLogger("gateway.reload")
-RELOADED = ("exchanges", "credentials", "allow_any_ccxt_exchange", "public_cache")
 GRACE_MARGIN = 5.0  # seconds past server.request_timeout before a retired keyless client is closed
 SWEEP_INTERVAL = 1.0  # seconds between two sweeps for clients of old venues during the grace period
 
