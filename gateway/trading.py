@@ -42,14 +42,15 @@ from gateway.futures import apply_pending_leverage, leverage_lock
 from gateway.outcomes import Outcome, classify
 from gateway.protocol import decimal_param, str_param
 from gateway.settle import CANCELLED_STATUSES, receive_window_ms, settle_cancel, settle_placement
-from gateway.state import nonce_seconds
+from gateway.state import ORDER_NONCE_TTL, nonce_seconds
 
 log = logging.getLogger("gateway.trading")
 POSITION_MODE_TTL = 300.0
 MIN_SEND_TIME = 1.0  # seconds a send gets at least, whatever is left for settling
 ANSWER_MARGIN = 0.1  # seconds kept to answer before the call's deadline
 LOOKUP_SINCE_MARGIN_MS = client_ids.LISTING_SKEW_MS  # an order's exchange time may trail ours (clock skew)
-ORDER_NONCE_LOOKBACK_MS = 660_000  # a re-sent call is at most ORDER_NONCE_TTL (600 s) after the first, plus skew
+# a re-sent call comes at most ORDER_NONCE_TTL after the first (or its nonce is forgotten), plus clock skew
+ORDER_NONCE_LOOKBACK_MS = int(ORDER_NONCE_TTL * 1000) + LOOKUP_SINCE_MARGIN_MS
 
 ORDER_KINDS = {  # FMZ trade type -> (ccxt side, reduce-only)
     "buy": ("buy", False),
