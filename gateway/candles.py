@@ -72,7 +72,7 @@ async def records(call: Call) -> tuple[Any, Any]:
 
 
 def _raw(rows: list[list], source: dict | None) -> Any:
-    return rows if source is None else {**source, "candles": rows}
+    return rows if source is None else {"source": source, "candles": rows}
 
 
 async def candles(

@@ -39,9 +39,10 @@ def now_ms() -> int:
 async def ticker(call: Call) -> tuple[Any, Any]:
     market, fmz_symbol = call.market()
     streamed = await streams.fresh(call, "ticker", market)
-    if streamed is not None and streamed[0].get("bid") is not None and streamed[0].get("ask") is not None:
-        result, raw = streamed  # from the exchange's websocket, fresh (gateway/streams.py)
-        return convert.to_fmz_ticker(result, fmz_symbol, now_ms(), market=market, exchange_id=call.exchange_id), raw
+    if streamed is not None:  # from the exchange's websocket, fresh, with both quotes (gateway/streams.py)
+        result, source = streamed
+        data = convert.to_fmz_ticker(result, fmz_symbol, now_ms(), market=market, exchange_id=call.exchange_id)
+        return data, {"info": result.get("info"), "source": source}
     ask = Ask(group_of(market), symbol=market["symbol"], shared=True)
     lacks_quotes = ("ticker_lacks_bid_ask", market.get("type"))
     if call.index.memo.get(lacks_quotes) and call.has("fetchOrderBook"):  # both at once, as learnt
@@ -81,8 +82,8 @@ async def depth(call: Call) -> tuple[Any, Any]:
     if levels:
         streamed = await streams.fresh(call, "depth", market, levels)
         if streamed is not None:  # from the exchange's websocket, fresh and consistent (gateway/streams.py)
-            book, raw = streamed
-            return convert.to_fmz_depth(book, levels, now_ms()), raw
+            book, source = streamed
+            return convert.to_fmz_depth(book, levels, now_ms()), {**_book_raw(book), "source": source}
     fetch_limit = depth_fetch_limit(call.exchange.id, market, limit)
     ask = Ask(group_of(market), symbol=market["symbol"], limit=fetch_limit, shared=True)
     book = await answer(call, "GetDepth", ask)
@@ -110,7 +111,7 @@ async def trades(call: Call) -> tuple[Any, Any]:
     streamed = await streams.fresh(call, "trades", market, limit)
     if streamed is not None:  # from the exchange's websocket, joined to REST's trades (gateway/tapes.py)
         result, source = streamed
-        return convert.to_fmz_trades(result), {**source, "info": [t.get("info") for t in result]}
+        return convert.to_fmz_trades(result), {"source": source, "info": [t.get("info") for t in result]}
     result = await answer(call, "GetTrades", Ask(group_of(market), symbol=market["symbol"], limit=limit, shared=True))
     streams.offer(call, "trades", market, result, limit)
     return convert.to_fmz_trades(result), [t.get("info") for t in result]

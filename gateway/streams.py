@@ -275,7 +275,7 @@ class RouteStreams:
             self._catch_up(stream)
             count = limit or stream.rest_count
             items = stream.tape.newest(count) if count else None
-            return None if items is None else (items, {"source": _source(stream, now)})
+            return None if items is None else (items, _source(stream, now))
         if stream.kind == "depth":
             if limit is not None and limit > BOOK_DEPTH:
                 return None
@@ -283,9 +283,7 @@ class RouteStreams:
             if book is None:  # empty or crossed: never served; the book is rebuilt
                 self._book_failed(stream, "crossed or empty book")
                 return None
-            raw = {"asks": book["asks"], "bids": book["bids"], "timestamp": book["timestamp"]}
-            raw["source"] = _source(stream, now)
-            return book, raw
+            return book, _source(stream, now)
         ticker = dict(self._newest_ticker(stream))
         if ticker.get("bid") is None or ticker.get("ask") is None:  # e.g. futures tickers: the book's top
             book_stream = self.streams.get(("depth", stream.symbol, ""))
@@ -297,8 +295,7 @@ class RouteStreams:
             ticker["bid"], ticker["ask"] = top["bids"][0][0], top["asks"][0][0]
         if ticker["bid"] is None or ticker["ask"] is None or ticker["bid"] >= ticker["ask"]:
             return None
-        raw = {"info": ticker.get("info"), "source": _source(stream, now)}
-        return ticker, raw
+        return ticker, _source(stream, now)
 
     def _newest_ticker(self, stream: Stream) -> dict:
         """The newest ticker ccxt.pro parsed for the symbol. A message that arrives while the watch
@@ -815,8 +812,8 @@ def hub_of(pool: Any) -> StreamHub:
 async def fresh(
     call: Any, kind: str, market: dict, limit: int | None = None, timeframe: str = ""
 ) -> tuple[Any, dict] | None:
-    """(the ccxt unified ticker, order book, trades or candles; a `raw` saying it came from the
-    stream and its age), when the route streams `kind` for this market (and timeframe) and the
+    """(the ccxt unified ticker, order book, trades or candles; where it came from, for `raw.source`:
+    the stream and its age), when the route streams `kind` for this market (and timeframe) and the
     latest state is fresh and healthy; else None: answer over REST. Counts the ask (auto mode's
     hotness) and starts a subscription when due."""
     streams = _route_streams(call, kind, market)
