@@ -45,6 +45,11 @@ class PublicCache:
     def put(self, key: tuple, answer: Any, ttl: float) -> None:
         self._entries[key] = (time.monotonic() + ttl, answer)
 
+    def forget(self, routes: set[str]) -> None:
+        """Drop the answers cached for these routes (keys start with the route: gateway/calls.py)."""
+        for key in [key for key in list(self._entries) if key[0] in routes]:
+            self._entries.pop(key, None)
+
     def __len__(self) -> int:
         return len(self._entries)
 

@@ -148,16 +148,8 @@ def apply(gateway: Any, prepared: Prepared) -> ReloadReport:
     pool = gateway.pool  # and any route the pool holds that the old registry did not resolve itself
     suspects |= pool.held_routes() - set(resolved)
     report.retired_clients = retirement.begin(suspects, gone_keys, prepared.settings)
-    _forget_cached_answers(gateway, suspects)
+    gateway.public_cache.forget(suspects)
     return report
-
-
-def _forget_cached_answers(gateway: Any, routes: set[str]) -> None:
-    """Public answers cached for a route that changed or went away (keys start with the route:
-    gateway/calls.py)."""
-    entries = gateway.public_cache._entries
-    for key in [key for key in list(entries) if key[0] in routes]:
-        entries.pop(key, None)
 
 
 def _diff(old: Settings, old_registry: VenueRegistry, prepared: Prepared) -> ReloadReport:

@@ -82,3 +82,11 @@ def test_a_route_that_turns_it_off_and_private_reads_always_ask(cached_gateway, 
     for _ in range(3):
         post(cached_gateway, "binance", "accounts")
     assert upstream(fake_binance, "/api/v3/account") - accounts_before == 3
+
+
+def test_forgetting_routes_drops_only_their_answers():
+    cache = PublicCache()
+    cache.put(("a", ("ticker", "BTC/USDT")), 1, 10)
+    cache.put(("b", ("ticker", "BTC/USDT")), 2, 10)
+    cache.forget({"a"})
+    assert cache.get(("a", ("ticker", "BTC/USDT"))) is None and cache.get(("b", ("ticker", "BTC/USDT"))) == 2
