@@ -32,7 +32,7 @@ def test_entries_expire():
 
 @pytest.fixture
 def cached_gateway(fake_binance: Fake, fake_okx: Fake):
-    config = gateway_config(fake_binance, fake_okx, public_cache={"ticker": 0.5})
+    config = gateway_config(fake_binance, fake_okx, public_cache={"ticker": 1.5})
     rest_only = {
         "ticker": "off",
         "depth": "off",
@@ -59,12 +59,12 @@ def upstream(fake: Fake, path: str) -> int:
 
 def test_tickers_within_the_lifetime_cost_one_upstream_request(cached_gateway, fake_binance: Fake):
     post(cached_gateway, "binance", "ticker", {"symbol": "ETH_USDT"})  # warm: markets
-    time.sleep(0.6)
+    time.sleep(1.6)
     before = upstream(fake_binance, "/api/v3/ticker/24hr")
     answers = [post(cached_gateway, "binance", "ticker", {"symbol": "ETH_USDT"})["data"] for _ in range(5)]
     assert upstream(fake_binance, "/api/v3/ticker/24hr") - before == 1
     assert all(a == answers[0] for a in answers)
-    time.sleep(0.6)  # past the lifetime: asked again
+    time.sleep(1.6)  # past the lifetime: asked again
     post(cached_gateway, "binance", "ticker", {"symbol": "ETH_USDT"})
     assert upstream(fake_binance, "/api/v3/ticker/24hr") - before == 2
     metrics = httpx.get(f"{cached_gateway}/metrics").text
