@@ -277,11 +277,9 @@ async def prepare(call: Call, order: OrderRequest, client_id: str | None) -> Pre
     if fallbacks.market_buy_by_cost(call.exchange, order.market):  # ccxt's own way to spend quote currency
         params["cost"] = float(order.amount)
         return PreparedOrder(symbol, "market", "buy", float(order.amount), None, params)
-    quantity = await _quantity_for_cost(call, order.market, order.amount)
-    price = None
-    if fallbacks.market_buy_needs_price(call.exchange, order.market):  # ccxt computes the cost from it
-        price = await _reference_price(call, symbol, "buy")
-    return PreparedOrder(symbol, "market", "buy", float(quantity), price, params)
+    quantity, ask = await _quantity_for_cost(call, order.market, order.amount)
+    needs_price = fallbacks.market_buy_needs_price(call.exchange, order.market)  # ccxt computes the cost from it
+    return PreparedOrder(symbol, "market", "buy", float(quantity), ask if needs_price else None, params)
 
 
 async def send(call: Call, prepared: PreparedOrder) -> dict:
@@ -326,12 +324,17 @@ async def _create(call: Call, prepared: PreparedOrder, params: dict, budget: flo
 
 
 async def _reference_price(call: Call, symbol: str, side: str) -> float:
+    price = await _current_price(call, symbol, side)
+    if price is None:
+        raise BadRequest(f"{call.exchange_id} wants a price with market orders and has none for {symbol} now")
+    return price
+
+
+async def _current_price(call: Call, symbol: str, side: str) -> float | None:
     """The price a market order of `side` takes now: the ask for a buy, the bid for a sell, else last."""
     ticker = await call.read(("ticker", symbol), lambda: call.exchange.fetch_ticker(symbol))
     price = ticker.get("ask" if side == "buy" else "bid") or ticker.get("last")
-    if not price:
-        raise BadRequest(f"{call.exchange_id} wants a price with market orders and has none for {symbol} now")
-    return float(price)
+    return float(price) if price else None
 
 
 def cap_receive_window(call: Call) -> None:
@@ -350,14 +353,13 @@ def client_order_id(call: Call, order: OrderRequest) -> str | None:
     return client_ids.derive_client_id(call.exchange, hashlib.sha256(seed.encode()).digest())
 
 
-async def _quantity_for_cost(call: Call, market: dict, cost: Decimal) -> Decimal:
-    """A spot market buy spends `cost` in the quote currency, as FMZ's Buy(-1, cost) does."""
-    symbol = market["symbol"]
-    ticker = await call.read(("ticker", symbol), lambda: call.exchange.fetch_ticker(symbol))
-    ask = ticker.get("ask") or ticker.get("last")
-    if not ask:
+async def _quantity_for_cost(call: Call, market: dict, cost: Decimal) -> tuple[Decimal, float]:
+    """A spot market buy spends `cost` in the quote currency, as FMZ's Buy(-1, cost) does: the
+    quantity at the current ask, and that ask."""
+    ask = await _current_price(call, market["symbol"], "buy")
+    if ask is None:
         raise BadRequest(f"cannot convert a market buy of {cost} {market['quote']} to {market['base']}: no price")
-    return precise_amount(call, market, cost / Decimal(str(ask)))
+    return precise_amount(call, market, cost / Decimal(str(ask))), ask
 
 
 def precise_amount(call: Call, market: dict, amount: Decimal) -> Decimal:

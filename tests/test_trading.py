@@ -498,3 +498,30 @@ def test_a_filled_order_resent_to_a_restarted_gateway_is_answered_not_placed_aga
     assert again.get("data", {}).get("id") == first["data"]["id"], again
     placed = [o for o in account.fake.engine.orders.values() if o.account == account.access_key]
     assert len(placed) == 1
+
+
+async def test_a_market_buy_priced_by_ccxt_reads_the_ticker_once(monkeypatch):
+    """A spot market buy of a quote amount, where ccxt needs the price to compute the cost: the
+    quantity and the price come from one ticker, read once before the order is sent."""
+    from decimal import Decimal
+    from types import SimpleNamespace
+
+    from gateway import fallbacks
+    from gateway.trading import OrderRequest, prepare
+
+    monkeypatch.setattr(fallbacks, "market_buy_by_cost", lambda exchange, market: False)
+    monkeypatch.setattr(fallbacks, "market_buy_needs_price", lambda exchange, market: True)
+    asks = iter([40000.0, 41000.0])
+    reads = []
+
+    async def read(key, factory):
+        reads.append(key)
+        return {"ask": next(asks), "last": 39000.0}
+
+    exchange = SimpleNamespace(amount_to_precision=lambda symbol, amount: f"{amount:.6f}")
+    call = SimpleNamespace(exchange=exchange, read=read)
+    spot = {"symbol": "BTC/USDT", "base": "BTC", "quote": "USDT", "type": "spot", "contract": False}
+    order = OrderRequest(spot, "BTC_USDT", "buy", False, Decimal("100"), None)
+    prepared = await prepare(call, order, None)
+    assert reads == [("ticker", "BTC/USDT")]
+    assert (prepared.order_type, prepared.side, prepared.amount, prepared.price) == ("market", "buy", 0.0025, 40000.0)
