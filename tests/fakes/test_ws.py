@@ -174,6 +174,11 @@ async def test_trades_stream_what_rest_answers(venue):
         assert [_facts(t) for t in streamed] == [_facts(rest[i]) for i in ids]
 
 
+def _engine_close(engine, open_ms: int) -> float:
+    """The close of the engine's 1m BTC/USDT bar opened at `open_ms`, at the engine's current price."""
+    return float(engine.candles("BTC/USDT", 60, end_ms=open_ms, limit=1)[0][4])
+
+
 async def test_ohlcv_streams_the_rest_candle_on_a_cadence(venue):
     kind, engine, _, url = venue
     async with _pro(kind, url) as exchange:
@@ -187,9 +192,10 @@ async def test_ohlcv_streams_the_rest_candle_on_a_cadence(venue):
         engine.set_price("BTC/USDT", 61000)
         for _ in range(20):
             last = (await asyncio.wait_for(exchange.watch_ohlcv("BTC/USDT", "1m"), 1))[-1]
-            if last[4] > 60700:
+            if last[4] == _engine_close(engine, last[0]):
                 break
-        assert 60700 < last[4] < 61700  # the bar follows the price
+        # the bar follows the price: the engine's close at 61000 (its bars ride a +-1 % wave over the hours)
+        assert last[4] == _engine_close(engine, last[0]) and 61000 * 0.99 <= last[4] <= 61000 * 1.01
         rest = await exchange.fetch_ohlcv("BTC/USDT", "1m")
         assert [c for c in rest if c[0] == last[0]] == [last]
 
