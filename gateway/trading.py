@@ -101,6 +101,7 @@ class PlacementFailed:
 
     kind: str
     message: str
+    ended_at: float = field(default_factory=time.monotonic)  # after its send: where a new look-up counts from
 
 
 async def trade(call: Call) -> tuple[Any, Any]:
@@ -121,7 +122,7 @@ async def trade(call: Call) -> tuple[Any, Any]:
         return await _within_deadline(call, previous, client_id)
     if isinstance(previous, PlacementFailed):
         if previous.kind == OrderStatusUnknown.kind and client_id:  # ask again: the exchange may know by now
-            task = _remembered(nonces, key, _settle_again(call, order, client_id))
+            task = _remembered(nonces, key, _settle_again(call, order, client_id, previous.ended_at))
             return await _within_deadline(call, task, client_id)
         raise GatewayError(previous.message, previous.kind)
     return previous
@@ -166,11 +167,13 @@ async def _look_then_place(
     return await placement
 
 
-async def _settle_again(call: Call, order: OrderRequest, client_id: str) -> tuple[Any, Any]:
-    """A re-sent call whose first placement ended unknown: look the order up again, never send it."""
+async def _settle_again(call: Call, order: OrderRequest, client_id: str, first_ended: float) -> tuple[Any, Any]:
+    """A re-sent call whose first placement ended unknown: look the order up again, never send it.
+    "Not placed" still needs a full absence window, counted from when the first placement ended
+    (its send was earlier: a safe bound), not assumed long past."""
     since_ms = int(time.time() * 1000) - ORDER_NONCE_LOOKBACK_MS
     failure = OrderStatusUnknown("the first placement of this order ended without an outcome")
-    result = await settle_placement(call, order.market, client_id, failure, since_ms, time.monotonic() - 600.0)
+    result = await settle_placement(call, order.market, client_id, failure, since_ms, first_ended)
     return _answer(order, result)
 
 

@@ -525,3 +525,30 @@ async def test_a_market_buy_priced_by_ccxt_reads_the_ticker_once(monkeypatch):
     prepared = await prepare(call, order, None)
     assert reads == [("ticker", "BTC/USDT")]
     assert (prepared.order_type, prepared.side, prepared.amount, prepared.price) == ("market", "buy", 0.0025, 40000.0)
+
+
+async def test_a_resent_unknown_order_counts_its_absence_window_from_the_first_placements_end(monkeypatch):
+    """A re-send after an unknown outcome may find nothing on its first look-up only because the
+    exchange lists late: "not placed" needs the window from when the first placement ended (after
+    its send), never an assumed long-past send."""
+    import asyncio as aio
+    import time as clock
+    from types import SimpleNamespace
+
+    from gateway import trading
+
+    seen = {}
+
+    async def settle(call, market, client_id, failure, since_ms, sent_at):
+        seen["sent_at"] = sent_at
+        return {"id": "7", "info": {}}
+
+    monkeypatch.setattr(trading, "settle_placement", settle)
+    failed = aio.get_running_loop().create_future()
+    failed.set_exception(trading.OrderStatusUnknown("lost"))
+    before = clock.monotonic()
+    first = trading._outcome(failed)
+    assert isinstance(first, trading.PlacementFailed) and before <= first.ended_at <= clock.monotonic()
+    order = SimpleNamespace(market={"symbol": "BTC/USDT"}, fmz_symbol="BTC_USDT")
+    data, _ = await trading._settle_again(SimpleNamespace(), order, "fmzcid", first.ended_at)
+    assert data == {"id": "BTC_USDT,7"} and seen["sent_at"] == first.ended_at
