@@ -16,7 +16,7 @@ from gateway.calls import Call
 from gateway.errors import BadRequest, in_context, not_supported
 from gateway.fallbacks import Ask, Group, answer, group_of, route_groups, scopes, usable_rows
 from gateway.protocol import int_param
-from gateway.symbols import RELATIVE_CONTRACTS, FmzSymbol, SymbolRange, parse_symbol
+from gateway.symbols import NAMED_CONTRACTS, RELATIVE_CONTRACTS, FmzSymbol, SymbolRange, parse_symbol
 
 DEFAULT_FUNDING_INTERVAL_MS = 8 * 3600_000
 INTERVAL_RETRY_AFTER = 60.0
@@ -114,7 +114,7 @@ def account_groups(call: Call) -> list[Group]:
 def pinned_market(call: Call) -> dict | None:
     """The one contract SetContractType named by its code (BTCUSD_PERP, BTC-USD-SWAP), if it did."""
     contract = call.state.contract_type if call.state is not None else None
-    if not contract or contract in (*RELATIVE_CONTRACTS, "swap", "spot"):
+    if not contract or contract in NAMED_CONTRACTS:
         return None
     memo_key = ("market_by_code", contract.upper())
     if memo_key not in call.index.memo:
@@ -348,7 +348,7 @@ async def io(call: Call) -> tuple[Any, Any]:
                 raise BadRequest(f"io SetContractType: {contract[:64]!r} names no contract")
             state.contract_type = _contract_market(call, symbol)["symbol"]
             return True, None
-        state.contract_type = lowered if lowered in (*RELATIVE_CONTRACTS, "swap", "spot") else contract
+        state.contract_type = lowered if lowered in NAMED_CONTRACTS else contract
         return True, None
     if code == 3:
         return await positions(call)

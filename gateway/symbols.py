@@ -19,6 +19,7 @@ from typing import Any
 from gateway.errors import BadRequest
 
 RELATIVE_CONTRACTS = ("this_week", "next_week", "month", "next_month", "quarter", "next_quarter")
+NAMED_CONTRACTS = (*RELATIVE_CONTRACTS, "swap", "spot")  # contract types FMZ names, not instrument codes
 CONTRACT_KINDS = ("swap", "futures", "future", "option")
 EXPECTED_FORMS = (
     "expected BASE_QUOTE (e.g. BTC_USDT), BASE_QUOTE.swap, BASE_QUOTE.<contract> "
@@ -91,7 +92,7 @@ def parse_symbol(text: Any, default_contract: str | None = None) -> FmzSymbol | 
     contract = tail.strip() if dot else default_contract
     if dot and (not contract or len(contract) > 64):
         raise BadRequest(f"invalid symbol {raw[:64]!r}: {EXPECTED_FORMS}")
-    if contract and contract.lower() in (*RELATIVE_CONTRACTS, "swap", "spot"):
+    if contract and contract.lower() in NAMED_CONTRACTS:
         contract = contract.lower()
     if contract == "spot":
         contract = None
