@@ -10,7 +10,7 @@ Requests: `{"method": "SUBSCRIBE" | "UNSUBSCRIBE", "params": [...], "id": n}`, a
 `{"result": null, "id": n}`. Streams: `<symbol>@ticker` (24hrTicker; spot carries b/B/a/A, futures
 do not, as on Binance), `<symbol>@depth[@100ms]` diffs with first/final update ids `U`/`u`
 (futures also `pu`, the previous event's `u`), continuing the REST snapshot's `lastUpdateId`
-(`Engine.book_seq`), as in Binance's "how to manage a local order book", and:
+(`Engine.book_state`), as in Binance's "how to manage a local order book", and:
 
 - `<symbol>@aggTrade`: one event per public trade appended after the subscription, oldest first,
   `{"e": "aggTrade", "E", "s", "a", "p", "q", "f", "l", "T", "m"[, "M"]}` whose a..M are the REST

@@ -416,11 +416,6 @@ class Engine:
             self.book_seqs[inst.key] += 1
         self._changed(inst.key)
 
-    def book_seq(self, inst_key: str) -> int:
-        """The id of the book's latest change (what a REST snapshot calls lastUpdateId)."""
-        with self.lock:
-            return self.book_seqs[self.instrument(inst_key).key]
-
     def touch(self, inst_key: str) -> int:
         """An update that changes no level (the exchange's steady cadence): the id moves on."""
         with self.lock:
