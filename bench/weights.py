@@ -24,6 +24,7 @@ from urllib.parse import parse_qs
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tests.fakes import faults
+from tests.fakes.server import read_body
 
 SPOT_WEIGHT_LIMIT = 6000  # REQUEST_WEIGHT per IP per MINUTE (exchangeInfo's rateLimits)
 CONTROL_PATH = "/__bench/ops/control"
@@ -152,13 +153,7 @@ class OpsFake:
     async def control(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
         if path == CONTROL_PATH:
-            body = b""
-            while True:
-                message = await receive()
-                body += message.get("body", b"")
-                if not message.get("more_body"):
-                    break
-            changes = json.loads(body or b"{}")
+            changes = json.loads(await read_body(receive) or b"{}")
             for name in ("fail_rate", "slow_s", "fail_mix", "weight_limit"):
                 if name in changes:
                     setattr(self, name, changes[name])

@@ -135,7 +135,7 @@ class FaultInjector:
         if fault.handles_first:
             await self.app(scope, receive, _discard)
         elif fault.handle_after is not None:
-            body = await _read_body(receive)
+            body = await read_body(receive)
             task = asyncio.get_running_loop().create_task(self._handle_late(scope, body, fault.handle_after))
             self.late.add(task)
             task.add_done_callback(self.late.discard)
@@ -213,7 +213,8 @@ class _Captured:
         return b"".join(self.chunks)
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def read_body(receive: Receive) -> bytes:
+    """The request body an ASGI app receives, all chunks joined (those before a disconnect)."""
     chunks = []
     while True:
         message = await receive()
